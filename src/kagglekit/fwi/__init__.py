@@ -1,0 +1,1 @@
+"""Yale/UNC-CH Geophysical Waveform Inversion: data layer, physics, models, submission."""

@@ -1,0 +1,28 @@
+"""Facts of the competition data (OpenFWI acquisition geometry and array shapes)."""
+
+N_SOURCES = 5
+N_TIME = 1000  # samples at 1 ms
+N_RECEIVERS = 70  # one per grid column, 10 m apart
+GRID = 70  # velocity maps are GRID x GRID, dx = 10 m
+DX = 10.0  # m
+DT = 1e-3  # s
+SOURCE_COLUMNS = (0, 17, 34, 52, 69)
+SOURCE_DEPTH_ROW = 1
+RECEIVER_DEPTH_ROW = 1
+VMIN, VMAX = 1500.0, 4500.0  # m/s, every family
+RICKER_FREQ = 15.0  # Hz
+SEISMIC_SHAPE = (N_SOURCES, N_TIME, N_RECEIVERS)
+VELOCITY_SHAPE = (GRID, GRID)
+
+FAMILIES = (
+    "FlatVel_A",
+    "FlatVel_B",
+    "CurveVel_A",
+    "CurveVel_B",
+    "FlatFault_A",
+    "FlatFault_B",
+    "CurveFault_A",
+    "CurveFault_B",
+    "Style_A",
+    "Style_B",
+)

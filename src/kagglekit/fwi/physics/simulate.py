@@ -1,0 +1,97 @@
+"""Forward modelling that reproduces the OpenFWI generator with deepwave.
+
+OpenFWI: 2-D constant-density acoustic wave equation, 2nd order in time / 4th order in space,
+dx = 10 m, dt = 1 ms, 15 Hz Ricker (147 samples, peak at sample 73), sources at columns
+0, 17, 34, 52, 69 and receivers at every column, all at depth row 1, absorbing border.
+
+deepwave settings that match it (relative L2 ~1e-3, asserted in tests/test_physics.py against
+our own finite-difference implementation of the OpenFWI scheme):
+- source amplitude = minus the Ricker: deepwave injects -amp * v^2 dt^2;
+- deepwave records one step earlier: simulate 1001 steps, drop sample 0;
+- max_vel=4500 and courant_number=0.7 pin one internal step per 1 ms for every model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import deepwave
+import numpy as np
+import torch
+
+from kagglekit.fwi.constants import (
+    DT,
+    DX,
+    N_RECEIVERS,
+    N_TIME,
+    RECEIVER_DEPTH_ROW,
+    RICKER_FREQ,
+    SOURCE_COLUMNS,
+    SOURCE_DEPTH_ROW,
+    VMAX,
+)
+
+
+def ricker_openfwi(nt: int = N_TIME, freq: float = RICKER_FREQ, dt: float = DT) -> np.ndarray:
+    """The OpenFWI Ricker wavelet: odd length 2*floor(1.1/(f dt))+1, starting at sample 0."""
+    n_wavelet = int(2 * math.floor(2.2 / freq / dt / 2) + 1)  # 147 at 15 Hz, 1 ms
+    centre = n_wavelet // 2  # 73
+    k = np.arange(1, n_wavelet + 1)
+    alpha = (centre - k + 1) * freq * dt * np.pi
+    wavelet = (1.0 - 2.0 * alpha**2) * np.exp(-(alpha**2))
+    out = np.zeros(nt, dtype=np.float64)
+    out[: min(nt, n_wavelet)] = wavelet[:nt]
+    return out
+
+
+def _geometry(n_models: int, device: torch.device):
+    n_shots = n_models * len(SOURCE_COLUMNS)
+    src = torch.zeros(n_shots, 1, 2, dtype=torch.long, device=device)
+    src[:, 0, 0] = SOURCE_DEPTH_ROW
+    src[:, 0, 1] = torch.tensor(SOURCE_COLUMNS, device=device).repeat(n_models)
+    rec = torch.zeros(n_shots, N_RECEIVERS, 2, dtype=torch.long, device=device)
+    rec[:, :, 0] = RECEIVER_DEPTH_ROW
+    rec[:, :, 1] = torch.arange(N_RECEIVERS, device=device)
+    return src, rec
+
+
+def simulate(velocity: torch.Tensor | np.ndarray, nt: int = N_TIME) -> torch.Tensor:
+    """(B, 70, 70) velocity in m/s -> (B, 5, nt, 70) shot gathers, float32, differentiable.
+
+    Runs on the velocity's device (CPU or CUDA); all B models are propagated in one call.
+    """
+    v = torch.as_tensor(velocity)
+    if v.ndim == 2:
+        v = v[None]
+    if v.ndim != 3 or v.shape[-2:] != (70, 70):
+        raise ValueError(f"simulate expects velocity (B, 70, 70), got {tuple(v.shape)}")
+    v = v.to(torch.float32)
+    if not torch.isfinite(v).all():
+        raise ValueError("simulate: velocity has non-finite values")
+    vmin, vmax = float(v.detach().min()), float(v.detach().max())
+    if vmin <= 0 or vmax > VMAX * 1.0001:
+        raise ValueError(f"simulate: velocity must lie in (0, {VMAX}] m/s, got [{vmin:.1f}, {vmax:.1f}]")
+    n_models = v.shape[0]
+    n_src = len(SOURCE_COLUMNS)
+    # (B, 70, 70) -> (5B, 70, 70): one model per shot
+    v_shots = v.repeat_interleave(n_src, dim=0)
+    src_loc, rec_loc = _geometry(n_models, v.device)
+    wavelet = -torch.as_tensor(ricker_openfwi(nt + 1), dtype=torch.float32, device=v.device)
+    amplitudes = wavelet.expand(n_models * n_src, 1, nt + 1).contiguous()
+    out = deepwave.scalar(
+        v_shots,
+        DX,
+        DT,
+        source_amplitudes=amplitudes,
+        source_locations=src_loc,
+        receiver_locations=rec_loc,
+        accuracy=4,
+        pml_width=20,
+        pml_freq=RICKER_FREQ,
+        max_vel=VMAX,
+        courant_number=0.7,
+        location_interpolation="none",
+    )
+    data = out.receiver_amplitudes[..., 1:]  # (5B, 70, nt): drop the early sample
+    # (5B, 70, nt) -> (B, 5, nt, 70)
+    return data.reshape(n_models, n_src, N_RECEIVERS, nt).transpose(-1, -2).contiguous()
