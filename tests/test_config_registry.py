@@ -1,0 +1,82 @@
+import pytest
+
+from kagglekit.config import ConfigError, config_from_dict, load_config, parse_overrides, save_config
+from kagglekit.registry import Registry
+
+
+def write(tmp_path, text, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_load_defaults_name_from_file_and_overrides(tmp_path):
+    path = write(tmp_path, "model:\n  name: unet\ntrain:\n  lr: 0.001\n")
+    cfg = load_config(path, ["train.lr=3e-4", "train.epochs=2", "model.kwargs.width=8"])
+    assert cfg.name == "exp"
+    assert cfg.train.lr == pytest.approx(3e-4)
+    assert cfg.train.epochs == 2
+    assert cfg.model.kwargs == {"width": 8}
+
+
+def test_unknown_key_names_file_and_key(tmp_path):
+    path = write(tmp_path, "model:\n  name: unet\ntrain:\n  lrr: 0.1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and "train.lrr" in str(err.value)
+
+
+def test_wrong_type_names_key(tmp_path):
+    path = write(tmp_path, "model:\n  name: unet\n")
+    with pytest.raises(ConfigError, match=r"train\.epochs"):
+        load_config(path, ["train.epochs=many"])
+
+
+def test_override_into_a_value_is_rejected():
+    with pytest.raises(ConfigError, match="not a section"):
+        config_from_dict({"name": "x", "model": {"name": "m"}, "out_dir": "runs"}, overrides=["out_dir.x=1"])
+
+
+def test_parse_overrides_types():
+    assert parse_overrides(["a=1", "b=1e-3", "c=true", "d=text", "e=[1, 2]"]) == [
+        ("a", 1), ("b", 1e-3), ("c", True), ("d", "text"), ("e", [1, 2])
+    ]
+    with pytest.raises(ConfigError):
+        parse_overrides(["novalue"])
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="YAML"):
+        load_config(write(tmp_path, "model: [unclosed\n"))
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config(write(tmp_path, "model:\n  name: unet\n"), ["train.lr=0.01"])
+    save_config(cfg, tmp_path / "out" / "config.yaml")
+    again = load_config(tmp_path / "out" / "config.yaml")
+    assert again == cfg
+
+
+def test_defaults_are_not_shared():
+    a = config_from_dict({"name": "a", "model": {"name": "m"}})
+    b = config_from_dict({"name": "b", "model": {"name": "m"}})
+    a.model.kwargs["x"] = 1
+    assert b.model.kwargs == {}
+
+
+def test_registry_unknown_duplicate_and_bad_kwargs():
+    reg = Registry("widget")
+
+    @reg.register("small")
+    def small(size: int = 1):
+        return size
+
+    assert reg.build("small", size=3) == 3
+    with pytest.raises(KeyError, match="valid names: small"):
+        reg.build("big")
+    with pytest.raises(KeyError, match="already registered"):
+        reg.register("small")(small)
+    with pytest.raises(TypeError, match="colour"):
+        reg.build("small", colour="red")
