@@ -177,7 +177,8 @@ def test_train_dataset_items_and_flip(mixed_tree, tmp_path):
     plain = FWITrainDataset(folder, np.arange(11), flip_prob=0.0)
     flipped = FWITrainDataset(folder, np.arange(11), flip_prob=1.0)
     a, b = plain[3], flipped[3]
-    assert a["seismic"].shape == (5, 1000, 70) and a["seismic"].dtype == torch.float32
+    assert a["seismic"].shape == (5, 1000, 70) and a["seismic"].dtype == torch.float16  # cast on device
+    np.testing.assert_array_equal(a["seismic"].numpy(), np.load(tmp_path / "conv" / "seismic.npy")[3])
     assert a["velocity"].shape == (70, 70)
     assert torch.equal(b["seismic"], flip_seismic(a["seismic"]))
     assert torch.equal(b["velocity"], flip_velocity(a["velocity"]))

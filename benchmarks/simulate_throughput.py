@@ -1,0 +1,66 @@
+"""Forward-modelling throughput: deepwave batched vs one model at a time vs our FD reference.
+
+    .venv/bin/python benchmarks/simulate_throughput.py [--models 64] [--batch 32] [--reference 2]
+
+Target on the 2-core CPU machine: >= 10 models/s batched (5 shots, 1000 steps each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kagglekit.fwi.constants import FAMILIES  # noqa: E402
+from kagglekit.fwi.physics import generate_family, simulate  # noqa: E402
+from tests.fd_reference import reference_simulate  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--reference", type=int, default=2, help="models for the (slow) reference")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    per_family = -(-args.models // len(FAMILIES))
+    v = np.concatenate([generate_family(f, per_family, i) for i, f in enumerate(FAMILIES)])[: args.models]
+    v_t = torch.from_numpy(v).to(device)
+    simulate(v_t[:2])  # warm-up
+
+    def timed(fn) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    with torch.no_grad():
+        t_batched = timed(lambda: [simulate(v_t[i : i + args.batch]) for i in range(0, len(v_t), args.batch)])
+        n_single = min(len(v_t), 16)
+        t_single = timed(lambda: [simulate(v_t[i : i + 1]) for i in range(n_single)])
+    t_ref = timed(lambda: [reference_simulate(v[i]) for i in range(args.reference)])
+    rows = [
+        ("deepwave, batched", len(v_t) / t_batched),
+        ("deepwave, one model per call", n_single / t_single),
+        ("FD reference (torch, float64)", args.reference / t_ref),
+    ]
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, device {device}")
+    print("| simulator | models/s | vs reference |")
+    print("|---|---:|---:|")
+    for name, rate in rows:
+        print(f"| {name} | {rate:.2f} | {rate / rows[-1][1]:.0f}x |")
+    print(f"batched / one-at-a-time: {rows[0][1] / rows[1][1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
