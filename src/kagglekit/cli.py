@@ -81,7 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     from kagglekit.config import ConfigError
     from kagglekit.fwi.data.readers import DataError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # dotted overrides may follow options: `train CFG --fold 0 train.lr=1e-3`
+        if getattr(args, "task", None) != "train" or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     try:
         args.func(args)
     except (ConfigError, DataError, FileExistsError, KeyError) as err:

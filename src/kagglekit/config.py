@@ -66,7 +66,6 @@ class Config(Strict):
     data: FWIDataConfig = Field(default_factory=FWIDataConfig)
     model: ModelConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
-    n_folds: int = Field(5, ge=2)
     out_dir: str = "runs"
 
 

@@ -44,3 +44,4 @@ class Registry:
 
 MODELS = Registry("model")
 LOSSES = Registry("loss")
+TASKS = Registry("task")

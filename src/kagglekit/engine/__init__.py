@@ -1,0 +1,1 @@
+"""Task-agnostic training engine: fit loop, EMA, AMP, DDP, checkpoints, schedule."""

@@ -1,0 +1,156 @@
+"""Pieces every velocity model shares: input transform, bounded output, local pretrained loading."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder, UnetDecoderBlock
+
+from kagglekit.fwi.constants import VMAX, VMIN
+
+V_MID, V_HALF = (VMIN + VMAX) / 2, (VMAX - VMIN) / 2
+
+
+def transform_seismic(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """Amplitude compression: the direct wave is ~100x the deep reflections."""
+    x = x.float()
+    if kind == "log1p":
+        return torch.sign(x) * torch.log1p(x.abs())
+    if kind == "none":
+        return x
+    raise ValueError(f"unknown input transform '{kind}'; valid: log1p, none")
+
+
+def bound_velocity(x: torch.Tensor) -> torch.Tensor:
+    """Unbounded logits -> velocity in (1500, 4500) m/s (x = 0 maps to 3000)."""
+    return V_MID + V_HALF * torch.tanh(x.float())
+
+
+class PixelShuffleBlock(UnetDecoderBlock):
+    """smp's UNet decoder block with a learned pixel-shuffle x2 upsampling instead of interpolation."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, attention_type: str | None = None):
+        super().__init__(in_channels, skip_channels, out_channels, attention_type=attention_type)
+        self.upsample = nn.Sequential(nn.Conv2d(in_channels, 4 * in_channels, 1), nn.PixelShuffle(2))
+
+    def forward(self, feature_map, target_height, target_width, skip_connection=None):
+        feature_map = self.upsample(feature_map)  # (B, C, H, W) -> (B, C, 2H, 2W)
+        if feature_map.shape[-2:] != (target_height, target_width):
+            feature_map = F.interpolate(feature_map, size=(target_height, target_width), mode="nearest")
+        if skip_connection is not None:
+            feature_map = self.attention1(torch.cat([feature_map, skip_connection], dim=1))
+        return self.attention2(self.conv2(self.conv1(feature_map)))
+
+
+def unet_decoder(
+    encoder_channels: list[int], decoder_channels: list[int], attention: str | None = None, pixel_shuffle: bool = False
+) -> UnetDecoder:
+    """smp UnetDecoder over features [full-res (shape only), f1, f2, ...]; optional pixel-shuffle blocks."""
+    decoder = UnetDecoder(
+        encoder_channels=encoder_channels,
+        decoder_channels=decoder_channels,
+        n_blocks=len(decoder_channels),
+        attention_type=attention,
+    )
+    if pixel_shuffle:
+        for i, block in enumerate(decoder.blocks):
+            in_ch = block.conv1[0].in_channels - _skip_channels(encoder_channels, i)
+            decoder.blocks[i] = PixelShuffleBlock(in_ch, _skip_channels(encoder_channels, i), decoder_channels[i], attention)
+    return decoder
+
+
+def _skip_channels(encoder_channels: list[int], i: int) -> int:
+    skips = list(encoder_channels[1:][::-1][1:]) + [0]
+    return skips[i] if i < len(skips) else 0
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights not found: {path} (pretrained must be a local file)")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj = load_file(str(path))
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from exc
+    for key in ("ema", "model", "state_dict"):  # our checkpoints, then common wrappers
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            return obj[key]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    return obj
+
+
+def _adapt(name: str, weight: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    """Fit a pretrained tensor to a changed layer: input channels (timm's rule) and kernel size."""
+    if weight.shape == target.shape:
+        return weight
+    if weight.ndim != 4 or weight.shape[0] != target.shape[0]:
+        return None
+    if weight.shape[1] != target.shape[1]:
+        from timm.models import adapt_input_conv
+
+        weight = adapt_input_conv(target.shape[1], weight)
+    if weight.shape[2:] != target.shape[2:]:
+        # e.g. a (4, 4) stem kernel fitted to (4, 1): area-resample, keep the summed response
+        scale = weight.shape[2] * weight.shape[3] / (target.shape[2] * target.shape[3])
+        weight = F.interpolate(weight, size=target.shape[2:], mode="area") * scale
+    return weight
+
+
+def load_pretrained(module: nn.Module, path: str | Path, min_fraction: float = 0.5) -> dict[str, int]:
+    """Load a local checkpoint (timm/smp backbone weights or a kagglekit checkpoint) into module.
+
+    Keys are matched after stripping common prefixes; changed input channels and stem kernels are
+    adapted. Fails if fewer than `min_fraction` of the module's tensors could be loaded.
+    """
+    path = Path(path)
+    source = _read_state_dict(path)
+    target = module.state_dict()
+    prefixes = ("module.", "model.", "encoder.model.", "encoder.", "backbone.", "_orig_mod.")
+
+    def candidates(key: str):
+        yield key
+        for p in prefixes:
+            if key.startswith(p):
+                yield key[len(p) :]
+
+    loaded: dict[str, torch.Tensor] = {}
+    for src_key, tensor in source.items():
+        for key in candidates(src_key):
+            for tgt_key in (key, *(p + key for p in prefixes)):
+                if tgt_key in target and tgt_key not in loaded:
+                    fitted = _adapt(tgt_key, tensor, target[tgt_key])
+                    if fitted is not None:
+                        loaded[tgt_key] = fitted.to(target[tgt_key].dtype)
+                    break
+            else:
+                continue
+            break
+    fraction = len(loaded) / max(1, len(target))
+    if fraction < min_fraction:
+        raise ValueError(
+            f"{path}: only {len(loaded)} of {len(target)} tensors match {type(module).__name__} "
+            f"({fraction:.0%} < {min_fraction:.0%}); wrong architecture?"
+        )
+    module.load_state_dict(loaded, strict=False)
+    return {"loaded": len(loaded), "total": len(target)}
+
+
+def same_padding_width(kernel: int, padding: int, width_in: int, width_out: int) -> tuple[int, int]:
+    """Left/right padding so that a stride-1 conv maps width_in to width_out."""
+    total = width_out - (width_in + 2 * padding - kernel + 1)
+    if total < 0:
+        raise ValueError(f"cannot reach width {width_out} from {width_in} with kernel {kernel}")
+    return total // 2, total - total // 2
+
+
+def ceil_to(value: int, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)
