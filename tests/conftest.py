@@ -16,8 +16,8 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def synthetic_competition(tmp_path_factory):
-    """A tiny simulated competition in the Kaggle layout (2 samples per file, 4 test ids)."""
-    return make_competition(tmp_path_factory.mktemp("competition") / "comp", per_file=2, n_test=4, seed=0, progress=False)
+    """A tiny simulated competition in the Kaggle layout (4 samples per file, 4 test ids)."""
+    return make_competition(tmp_path_factory.mktemp("competition") / "comp", per_file=4, n_test=4, seed=0, progress=False)
 
 
 @pytest.fixture

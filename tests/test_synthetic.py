@@ -23,9 +23,9 @@ def test_layout_and_file_names(synthetic_competition):
     assert sorted(p.name for p in (root / "train_samples" / "FlatVel_A" / "data").iterdir()) == ["data1.npy", "data2.npy"]
     seis = np.load(root / "train_samples" / "Style_A" / "data" / "data1.npy")
     vel = np.load(root / "train_samples" / "Style_A" / "model" / "model1.npy")
-    assert seis.shape == (2, 5, 1000, 70) and seis.dtype == np.float32
-    assert vel.shape == (2, 1, 70, 70) and vel.dtype == np.float32
-    assert len(KaggleTrainSamples(root / "train_samples")) == 40
+    assert seis.shape == (4, 5, 1000, 70) and seis.dtype == np.float32
+    assert vel.shape == (4, 1, 70, 70) and vel.dtype == np.float32
+    assert len(KaggleTrainSamples(root / "train_samples")) == 80
 
 
 def test_test_set_labels_and_sample_submission(synthetic_competition):
@@ -43,11 +43,11 @@ def test_test_set_labels_and_sample_submission(synthetic_competition):
 
 
 def test_reproducible_by_seed_and_rerun_is_noop(tmp_path, synthetic_competition):
-    again = make_competition(tmp_path / "again", per_file=2, n_test=4, seed=0, progress=False)
+    again = make_competition(tmp_path / "again", per_file=4, n_test=4, seed=0, progress=False)
     for rel in ("train_samples/CurveVel_B/data/data2.npy", "test_labels.npy"):
         np.testing.assert_array_equal(np.load(again / rel), np.load(synthetic_competition / rel))
     stamp = (again / "test_labels.npy").stat().st_mtime_ns
-    make_competition(again, per_file=2, n_test=4, seed=0, progress=False)
+    make_competition(again, per_file=4, n_test=4, seed=0, progress=False)
     assert (again / "test_labels.npy").stat().st_mtime_ns == stamp
     assert json.loads((again / "synthetic.json").read_text())["seed"] == 0
 

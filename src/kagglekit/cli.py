@@ -33,7 +33,7 @@ def _train(args) -> None:
     from kagglekit.engine.fit import fit
 
     cfg = load_config(args.config, args.overrides)
-    run_dir = fit(cfg, fold=args.fold, resume=args.resume)
+    run_dir = fit(cfg, fold=args.fold, resume=args.resume, stop_after=args.stop_after)
     print(f"run folder: {run_dir}")
 
 
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="YAML file, e.g. configs/fwi/tiny_unet.yaml")
     train.add_argument("--fold", type=int, default=0, help="validation fold; -1 trains on all folds but the holdout")
     train.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
+    train.add_argument("--stop-after", type=int, default=None, metavar="EPOCH", help="pause after this epoch (resume later)")
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4 train.epochs=2")
     train.set_defaults(func=_train)
 

@@ -115,16 +115,20 @@ def _gather_predictions(outputs, keys, ctx):
     return outputs, keys
 
 
-def fit(cfg: Config, fold: int, resume: bool = False, progress: bool = True) -> Path:
-    """Train `cfg` on `fold` (validate on it; -1 = all folds, validate on the holdout). Returns the run folder."""
+def fit(cfg: Config, fold: int, resume: bool = False, progress: bool = True, stop_after: int | None = None) -> Path:
+    """Train `cfg` on `fold` (validate on it; -1 = all folds, validate on the holdout). Returns the run folder.
+
+    stop_after=N ends the session after epoch N (last.pt written); --resume continues it later,
+    e.g. to split a long run over several Kaggle sessions.
+    """
     ctx = distributed.setup()
     try:
-        return _fit(cfg, fold, resume, progress and ctx.is_main, ctx)
+        return _fit(cfg, fold, resume, progress and ctx.is_main, ctx, stop_after)
     finally:
         distributed.teardown(ctx)
 
 
-def _fit(cfg: Config, fold: int, resume: bool, progress: bool, ctx) -> Path:
+def _fit(cfg: Config, fold: int, resume: bool, progress: bool, ctx, stop_after: int | None = None) -> Path:
     run_dir = run_dir_for(cfg, fold)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if last_path.exists() and not resume:
@@ -157,7 +161,7 @@ def _fit(cfg: Config, fold: int, resume: bool, progress: bool, ctx) -> Path:
         state = load_checkpoint(last_path, required=("model", "optimizer", "scheduler", "epoch"))
         model.load_state_dict(state["model"])
         if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
+            ema.module.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -250,7 +254,7 @@ def _fit(cfg: Config, fold: int, resume: bool, progress: bool, ctx) -> Path:
             save_checkpoint(
                 {
                     "model": model.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
+                    "ema": ema.module.state_dict() if ema is not None else None,
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
@@ -265,6 +269,10 @@ def _fit(cfg: Config, fold: int, resume: bool, progress: bool, ctx) -> Path:
         if stop:
             if ctx.is_main:
                 print(f"[kagglekit] stopped after {cfg.train.max_minutes} min (train.max_minutes)")
+            break
+        if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < cfg.train.epochs:
+            if ctx.is_main:
+                print(f"[kagglekit] paused after epoch {epoch + 1} (--stop-after); continue with --resume")
             break
     if ctx.is_main and best_path.exists():
         best = load_checkpoint(best_path, required=("metrics",))

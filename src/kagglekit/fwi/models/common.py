@@ -56,10 +56,13 @@ def unet_decoder(
         n_blocks=len(decoder_channels),
         attention_type=attention,
     )
-    if pixel_shuffle:
-        for i, block in enumerate(decoder.blocks):
-            in_ch = block.conv1[0].in_channels - _skip_channels(encoder_channels, i)
-            decoder.blocks[i] = PixelShuffleBlock(in_ch, _skip_channels(encoder_channels, i), decoder_channels[i], attention)
+    for i, block in enumerate(decoder.blocks):
+        skip = _skip_channels(encoder_channels, i)
+        if pixel_shuffle:
+            in_ch = block.conv1[0].in_channels - skip
+            block = decoder.blocks[i] = PixelShuffleBlock(in_ch, skip, decoder_channels[i], attention)
+        if skip == 0:
+            block.attention1 = nn.Identity()  # only applied to the concatenated skip: unused here
     return decoder
 
 
@@ -95,6 +98,8 @@ def _adapt(name: str, weight: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     if weight.ndim != 4 or weight.shape[0] != target.shape[0]:
         return None
     if weight.shape[1] != target.shape[1]:
+        if weight.shape[1] not in (1, 3):  # only image stems (RGB / grey) are adapted
+            return None
         from timm.models import adapt_input_conv
 
         weight = adapt_input_conv(target.shape[1], weight)
@@ -105,35 +110,49 @@ def _adapt(name: str, weight: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return weight
 
 
-def load_pretrained(module: nn.Module, path: str | Path, min_fraction: float = 0.5) -> dict[str, int]:
-    """Load a local checkpoint (timm/smp backbone weights or a kagglekit checkpoint) into module.
+def _normalise(key: str) -> str:
+    """Key form shared by timm models and their features_only wrappers (stages.0 == stages_0)."""
+    return key.replace("_", ".")
 
-    Keys are matched after stripping common prefixes; changed input channels and stem kernels are
-    adapted. Fails if fewer than `min_fraction` of the module's tensors could be loaded.
+
+PREFIXES = ("module.", "_orig_mod.", "model.", "backbone.", "encoder.")
+
+
+def _match(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    by_norm = {_normalise(k): k for k in target}
+    loaded: dict[str, torch.Tensor] = {}
+    for src_key, tensor in source.items():
+        key = src_key
+        while True:
+            tgt_key = by_norm.get(_normalise(key))
+            if tgt_key is not None:
+                fitted = _adapt(tgt_key, tensor, target[tgt_key])
+                if fitted is not None and tgt_key not in loaded:
+                    loaded[tgt_key] = fitted.to(target[tgt_key].dtype)
+                break
+            stripped = next((key[len(p) :] for p in PREFIXES if key.startswith(p)), None)
+            if stripped is None:
+                break
+            key = stripped
+    return loaded
+
+
+def load_pretrained(model: nn.Module, path: str | Path, min_fraction: float = 0.5) -> dict[str, int]:
+    """Load a local checkpoint into `model`: a kagglekit checkpoint (best.pt / last.pt, whole
+    model) or backbone weights (timm / smp / torchvision state dict) into `model.backbone_module()`.
+
+    Keys are matched after stripping common prefixes; changed input channels (timm's rule) and
+    stem kernels are adapted. Fails when fewer than `min_fraction` of the tensors match.
     """
     path = Path(path)
     source = _read_state_dict(path)
-    target = module.state_dict()
-    prefixes = ("module.", "model.", "encoder.model.", "encoder.", "backbone.", "_orig_mod.")
-
-    def candidates(key: str):
-        yield key
-        for p in prefixes:
-            if key.startswith(p):
-                yield key[len(p) :]
-
-    loaded: dict[str, torch.Tensor] = {}
-    for src_key, tensor in source.items():
-        for key in candidates(src_key):
-            for tgt_key in (key, *(p + key for p in prefixes)):
-                if tgt_key in target and tgt_key not in loaded:
-                    fitted = _adapt(tgt_key, tensor, target[tgt_key])
-                    if fitted is not None:
-                        loaded[tgt_key] = fitted.to(target[tgt_key].dtype)
-                    break
-            else:
-                continue
-            break
+    whole = model.state_dict()
+    loaded = _match(source, whole)
+    module, target = model, whole
+    if len(loaded) / max(1, len(whole)) < min_fraction and hasattr(model, "backbone_module"):
+        module = model.backbone_module()
+        target = module.state_dict()
+        loaded = _match(source, target)
     fraction = len(loaded) / max(1, len(target))
     if fraction < min_fraction:
         raise ValueError(

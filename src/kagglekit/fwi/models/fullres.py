@@ -22,13 +22,13 @@ from kagglekit.registry import MODELS
 PADDED_TIME = 1152  # 1152 / 4 / 4 = 72
 
 
-def create_backbone(name: str, overrides: dict) -> nn.Module:
-    """timm model with 5 input channels; `overrides` (depths, dims) build a custom-size variant."""
+def create_backbone(name: str, overrides: dict, in_chans: int = 5) -> nn.Module:
+    """timm model (no head); `overrides` (depths, dims) build a custom-size variant."""
     if overrides and name.startswith("caformer"):
         from timm.models.metaformer import Attention, LayerNorm2dNoBias, LayerNormNoBias, MetaFormer, SepConv
 
         return MetaFormer(
-            in_chans=5,
+            in_chans=in_chans,
             num_classes=0,
             token_mixers=[SepConv, SepConv, Attention, Attention],
             norm_layers=[LayerNorm2dNoBias] * 2 + [LayerNormNoBias] * 2,
@@ -37,8 +37,8 @@ def create_backbone(name: str, overrides: dict) -> nn.Module:
     if overrides and name.startswith("convnext"):
         from timm.models.convnext import ConvNeXt
 
-        return ConvNeXt(in_chans=5, num_classes=0, **overrides)
-    return timm.create_model(name, pretrained=False, in_chans=5, num_classes=0, **overrides)
+        return ConvNeXt(in_chans=in_chans, num_classes=0, **overrides)
+    return timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=0, **overrides)
 
 
 class FullResUnet(nn.Module):
@@ -55,6 +55,7 @@ class FullResUnet(nn.Module):
         super().__init__()
         self.input_transform = input_transform
         self.backbone = create_backbone(backbone, backbone_kwargs or {})
+        self.backbone.head = nn.Identity()  # classification head (and its norm) unused
         stem_conv = self.backbone.stem[0] if isinstance(self.backbone.stem, nn.Sequential) else self.backbone.stem.conv
         stem_conv.stride = (4, 1)
         self.x_pad = same_padding_width(stem_conv.kernel_size[1], stem_conv.padding[1], 70, 72)
@@ -71,6 +72,10 @@ class FullResUnet(nn.Module):
             raise ValueError(f"unknown time_reducer '{time_reducer}'; valid: conv, avgpool")
         self.decoder = unet_decoder([5, *dims], list(decoder_channels), attention, pixel_shuffle)
         self.head = nn.Conv2d(decoder_channels[-1], 1, 3, padding=1)
+
+    def backbone_module(self) -> nn.Module:
+        """Where timm/smp backbone weights go (`pretrained`)."""
+        return self.backbone
 
     def forward(self, seismic: torch.Tensor) -> torch.Tensor:
         x = transform_seismic(seismic, self.input_transform)  # (B, 5, 1000, 70)

@@ -28,6 +28,10 @@ class HGNetUnet(nn.Module):
         self.decoder = unet_decoder([5, *channels], list(decoder_channels), attention)
         self.head = nn.Conv2d(decoder_channels[-1], 1, 3, padding=1)
 
+    def backbone_module(self) -> nn.Module:
+        """Where timm/smp backbone weights go (`pretrained`)."""
+        return self.backbone
+
     def forward(self, seismic: torch.Tensor) -> torch.Tensor:
         x = transform_seismic(seismic, self.input_transform)  # (B, 5, 1000, 70)
         x = F.interpolate(x, size=(70, 70), mode="area")  # (B, 5, 70, 70)

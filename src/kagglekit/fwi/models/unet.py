@@ -38,7 +38,16 @@ class TimePooledUnet(nn.Module):
             in_channels=5,
             classes=1,
         )
-        self.encoder = self.net.encoder  # target of `pretrained`
+
+        # smp keeps the ResNet stages beyond encoder_depth although it never runs them: drop them
+        # (unused parameters would stall DDP and waste optimizer state)
+        for k in range(encoder_depth, 5):
+            if hasattr(self.net.encoder, f"layer{k}"):
+                delattr(self.net.encoder, f"layer{k}")
+
+    def backbone_module(self) -> nn.Module:
+        """Where timm/smp backbone weights go (`pretrained`)."""
+        return self.net.encoder
 
     def forward(self, seismic: torch.Tensor) -> torch.Tensor:
         x = transform_seismic(seismic, self.input_transform)  # (B, 5, 1000, 70)

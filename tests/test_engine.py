@@ -1,0 +1,133 @@
+"""The training engine through its real path: config -> registry -> task -> fit -> run folder."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kagglekit.config import load_config
+from kagglekit.engine.checkpoint import CheckpointError, load_checkpoint
+from kagglekit.engine.fit import fit, predict_loader, _loader
+from kagglekit.engine.distributed import DistContext
+from kagglekit.engine.task import build_task
+from kagglekit.fwi.data.convert import convert, recompute_folds
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs" / "fwi"
+
+
+@pytest.fixture(scope="module")
+def converted(synthetic_competition, tmp_path_factory):
+    return convert(synthetic_competition / "train_samples", tmp_path_factory.mktemp("conv") / "c", progress=False)
+
+
+def cfg_for(name, converted, tmp_path, *overrides):
+    return load_config(CONFIGS / f"{name}.yaml", [f"data.root={converted}", f"out_dir={tmp_path / 'runs'}", *overrides])
+
+
+def test_short_run_lowers_validation_mae_and_writes_run_folder(converted, tmp_path):
+    cfg = cfg_for("tiny_unet", converted, tmp_path, "train.epochs=10", "train.lr=3e-3")
+    task = build_task(cfg)
+    _, valid = task.datasets(0)
+    torch.manual_seed(cfg.train.seed)
+    untrained = task.build_model()
+    outputs, keys = predict_loader(task, untrained, _loader(valid, cfg, DistContext(), 0, False), DistContext(), None, False)
+    mae_before = task.evaluate(outputs, keys)["mae"]
+
+    run = fit(cfg, fold=0, progress=False)
+    assert run == tmp_path / "runs" / "tiny_unet" / "fold0"
+    for name in ("best.pt", "last.pt", "metrics.jsonl", "config.yaml", "oof.npy", "oof_ids.csv"):
+        assert (run / name).is_file(), name
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == list(range(1, 11))
+    best = min(r["valid/mae"] for r in records)
+    assert best < 0.85 * mae_before, (best, mae_before)
+    assert {"valid/mae/FlatVel_A", "valid/mae/Style_B"} <= set(records[0])
+    oof = np.load(run / "oof.npy")
+    ids = pd.read_csv(run / "oof_ids.csv")
+    assert oof.dtype == np.float16 and oof.shape == (len(valid), 70, 70) and len(ids) == len(valid)
+    index = pd.read_csv(converted / "index.csv")
+    assert set(ids["sample_id"]) == set(index.loc[index["fold"] == 0, "sample_id"])
+    # the saved OOF reproduces the best epoch's MAE
+    velocity = np.load(converted / "velocity.npy")[ids["sample_id"].to_numpy()]
+    assert abs(np.abs(oof.astype(np.float32) - velocity).mean() - best) < 1.0
+    assert load_config(run / "config.yaml") == cfg
+
+
+def test_ema_weights_differ_and_best_holds_them(converted, tmp_path):
+    cfg = cfg_for("tiny_inversionnet", converted, tmp_path, "train.epochs=1")
+    run = fit(cfg, fold=1, progress=False)
+    last = load_checkpoint(run / "last.pt")
+    best = load_checkpoint(run / "best.pt")
+    raw, ema = last["model"], last["ema"]
+    differing = [k for k in raw if raw[k].is_floating_point() and not torch.equal(raw[k], ema[k])]
+    assert differing, "EMA weights should differ from the raw ones"
+    assert all(torch.equal(best["model"][k], ema[k]) for k in ema)
+
+
+def test_resume_matches_uninterrupted_run(converted, tmp_path):
+    straight = fit(cfg_for("tiny_inversionnet", converted, tmp_path / "a", "train.epochs=3"), fold=0, progress=False)
+    cfg_b = cfg_for("tiny_inversionnet", converted, tmp_path / "b", "train.epochs=3")
+    paused = fit(cfg_b, fold=0, progress=False, stop_after=2)
+    assert load_checkpoint(paused / "last.pt")["epoch"] == 1
+    with pytest.raises(FileExistsError, match="--resume"):
+        fit(cfg_b, fold=0, progress=False)
+    resumed = fit(cfg_b, fold=0, resume=True, progress=False)
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(resumed / "last.pt")
+    for part in ("model", "ema"):
+        for key in a[part]:
+            torch.testing.assert_close(a[part][key], b[part][key], rtol=0, atol=1e-6, msg=f"{part}.{key}")
+    lines_a = (straight / "metrics.jsonl").read_text().splitlines()
+    lines_b = (resumed / "metrics.jsonl").read_text().splitlines()
+    assert len(lines_b) == 3
+    for la, lb in zip(lines_a, lines_b):
+        ra, rb = json.loads(la), json.loads(lb)
+        assert ra["valid/mae"] == pytest.approx(rb["valid/mae"], abs=1e-3)
+
+
+def test_corrupt_checkpoint_is_named(converted, tmp_path):
+    cfg = cfg_for("tiny_inversionnet", converted, tmp_path, "train.epochs=2")
+    run = fit(cfg, fold=2, progress=False, stop_after=1)
+    (run / "last.pt").write_bytes(b"truncated")
+    with pytest.raises(CheckpointError, match=r"last\.pt: cannot read checkpoint"):
+        fit(cfg, fold=2, resume=True, progress=False)
+
+
+def test_fold_minus_one_trains_on_all_folds_and_scores_holdout(synthetic_competition, tmp_path):
+    conv = convert(synthetic_competition / "train_samples", tmp_path / "conv", holdout=0.25, progress=False)
+    cfg = cfg_for("tiny_inversionnet", conv, tmp_path, "train.epochs=1")
+    task = build_task(cfg)
+    train, valid = task.datasets(-1)
+    index = pd.read_csv(conv / "index.csv")
+    assert len(train) == (index["fold"] >= 0).sum() and len(valid) == (index["fold"] == -1).sum() == 20
+    run = fit(cfg, fold=-1, progress=False)
+    assert run.name == "full"
+    assert set(pd.read_csv(run / "oof_ids.csv")["sample_id"]) == set(index.loc[index["fold"] == -1, "sample_id"])
+    with pytest.raises(Exception, match="fold 9 not found"):
+        task.datasets(9)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo(converted, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "kagglekit.cli", "train", str(CONFIGS / "tiny_inversionnet.yaml"), "--fold", "0",
+        f"data.root={converted}", f"out_dir={tmp_path / 'runs'}", "train.epochs=2",
+    ]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((tmp_path / "runs").glob("*/*"))
+    assert runs == [tmp_path / "runs" / "tiny_inversionnet" / "fold0"]
+    run = runs[0]
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2  # one writer
+    ids = pd.read_csv(run / "oof_ids.csv")["sample_id"]
+    index = pd.read_csv(converted / "index.csv")
+    assert sorted(ids) == sorted(index.loc[index["fold"] == 0, "sample_id"])  # gathered from both ranks
+    assert result.stdout.count("best epoch") == 1

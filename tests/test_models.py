@@ -1,0 +1,89 @@
+"""Every registered velocity model: forward + backward at tiny size, bounds, local pretrained loading."""
+
+from pathlib import Path
+
+import pytest
+import segmentation_models_pytorch as smp
+import timm
+import torch
+
+import kagglekit.fwi.models  # noqa: F401  (registration)
+from kagglekit.config import load_config
+from kagglekit.fwi.models import load_pretrained
+from kagglekit.fwi.models.fullres import create_backbone
+from kagglekit.registry import MODELS
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "fwi"
+TINY = {name: load_config(CONFIGS / f"tiny_{name}.yaml").model for name in ("inversionnet", "unet", "hgnet", "convnext", "caformer")}
+
+
+def test_every_registered_model_has_a_tiny_and_a_full_config():
+    fwi_models = {"inversionnet", "unet", "hgnet", "convnext", "caformer"}
+    assert fwi_models <= set(MODELS.names())
+    assert set(TINY) == fwi_models
+    full = {load_config(p).model.name for p in CONFIGS.glob("*.yaml") if not p.name.startswith(("tiny_", "small_"))}
+    assert full == fwi_models
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_forward_backward_shape_and_bounds(name):
+    torch.manual_seed(0)
+    model = MODELS.build(TINY[name].name, **TINY[name].kwargs)
+    seismic = (torch.randn(2, 5, 1000, 70) * 5).half()  # the dataset's fp16 batches
+    out = model(seismic)
+    assert out.shape == (2, 70, 70) and out.dtype == torch.float32
+    assert out.min() >= 1500 and out.max() <= 4500
+    out.mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+
+
+def _timm_style_weights(name: str, kwargs: dict) -> dict:
+    """What a user would download from timm/torchvision/smp: 3 input channels, original stem."""
+    if name == "unet":
+        return smp.encoders.get_encoder(kwargs["encoder"], in_channels=3, depth=kwargs["encoder_depth"], weights=None).state_dict()
+    if name == "hgnet":
+        return timm.create_model(kwargs["backbone"], pretrained=False, in_chans=3).state_dict()
+    return create_backbone(kwargs["backbone"], kwargs.get("backbone_kwargs", {}), in_chans=3).state_dict()
+
+
+@pytest.mark.parametrize("name", ["unet", "hgnet", "convnext", "caformer"])
+def test_pretrained_backbone_file_loads_with_adapted_stem(name, tmp_path):
+    torch.manual_seed(1)
+    weights = _timm_style_weights(name, TINY[name].kwargs)
+    path = tmp_path / "backbone.pth"
+    torch.save(weights, path)
+    model = MODELS.build(TINY[name].name, **TINY[name].kwargs)
+    stats = load_pretrained(model, path)
+    assert stats["loaded"] / stats["total"] > 0.9
+    backbone = model.backbone_module().state_dict()
+    # a deep tensor is copied exactly; the 3-channel stem became a 5-channel one
+    norm = {k.replace("_", "."): k for k in backbone}
+    deep = [k for k in weights if weights[k].ndim == 4 and k.replace("_", ".") in norm][-1]
+    target = norm[deep.replace("_", ".")]
+    assert torch.equal(backbone[target], weights[deep])
+    stem = next(k for k in weights if weights[k].ndim == 4)
+    stem_target = next(k for k in backbone if k.replace("_", ".") == stem.replace("_", "."))
+    assert weights[stem].shape[1] == 3 and backbone[stem_target].shape[1] == 5
+
+
+def test_pretrained_kagglekit_checkpoint_and_errors(tmp_path):
+    source = MODELS.build("inversionnet", width=8)
+    torch.save({"model": source.state_dict(), "epoch": 3}, tmp_path / "best.pt")
+    model = MODELS.build("inversionnet", width=8)
+    load_pretrained(model, tmp_path / "best.pt")
+    for key, value in source.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value)
+    with pytest.raises(FileNotFoundError, match="local file"):
+        load_pretrained(model, tmp_path / "missing.pt")
+    torch.save({"model": MODELS.build("hgnet", **TINY["hgnet"].kwargs).state_dict()}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="tensors match"):
+        load_pretrained(model, tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="cannot read weights"):
+        load_pretrained(model, tmp_path / "junk.pt")
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(KeyError, match="inversionnet"):
+        MODELS.build("vit_giant")
