@@ -12,6 +12,7 @@ from kagglekit.fwi.models.common import bound_velocity, transform_seismic, unet_
 from kagglekit.registry import MODELS
 
 
+@MODELS.register("hgnet")
 class HGNetUnet(nn.Module):
     def __init__(
         self,
@@ -39,13 +40,3 @@ class HGNetUnet(nn.Module):
         features = self.backbone(x)  # 36, 18, 9, 5
         y = self.head(self.decoder([x, *features]))  # (B, 1, 72, 72)
         return bound_velocity(y[:, 0, 1:-1, 1:-1])  # (B, 70, 70)
-
-
-@MODELS.register("hgnet")
-def hgnet(
-    backbone: str = "hgnetv2_b2",
-    decoder_channels: tuple[int, ...] = (256, 128, 64, 32),
-    attention: str | None = None,
-    input_transform: str = "log1p",
-) -> nn.Module:
-    return HGNetUnet(backbone, tuple(decoder_channels), attention, input_transform)

@@ -21,6 +21,7 @@ def deconv_block(cin, cout, kernel=2, stride=2, padding=0):
     return nn.Sequential(nn.ConvTranspose2d(cin, cout, kernel, stride, padding), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True))
 
 
+@MODELS.register("inversionnet")
 class InversionNet(nn.Module):
     def __init__(self, width: int = 32, input_transform: str = "log1p"):
         super().__init__()
@@ -61,8 +62,3 @@ class InversionNet(nn.Module):
         x = self.decoder(self.encoder(x))  # (B, 16w, 1, 1) -> (B, w, 80, 80)
         x = F.pad(x, (-5, -5, -5, -5))  # (B, w, 70, 70)
         return bound_velocity(self.head(x)[:, 0])  # (B, 70, 70)
-
-
-@MODELS.register("inversionnet")
-def inversionnet(width: int = 32, input_transform: str = "log1p") -> nn.Module:
-    return InversionNet(width=width, input_transform=input_transform)

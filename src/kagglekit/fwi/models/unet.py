@@ -15,6 +15,7 @@ from kagglekit.fwi.models.common import bound_velocity, ceil_to, transform_seism
 from kagglekit.registry import MODELS
 
 
+@MODELS.register("unet")
 class TimePooledUnet(nn.Module):
     def __init__(
         self,
@@ -56,15 +57,3 @@ class TimePooledUnet(nn.Module):
         x = F.pad(x, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2), mode="replicate")  # (B, 5, S, S)
         y = self.net(x)[:, 0, pad // 2 : pad // 2 + 70, pad // 2 : pad // 2 + 70]  # (B, 70, 70)
         return bound_velocity(y)
-
-
-@MODELS.register("unet")
-def unet(
-    encoder: str = "resnet34",
-    encoder_depth: int = 5,
-    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
-    time_pool: int = 14,
-    attention: str | None = None,
-    input_transform: str = "log1p",
-) -> nn.Module:
-    return TimePooledUnet(encoder, encoder_depth, tuple(decoder_channels), time_pool, attention, input_transform)

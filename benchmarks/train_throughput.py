@@ -1,0 +1,91 @@
+"""Training and inference throughput of every full-size FWI model config.
+
+    .venv/bin/python benchmarks/train_throughput.py [--batch 2] [--steps 3] [--device cpu|cuda]
+
+CPU: fp32. CUDA: the config's AMP setting (bf16 where supported), channels_last where set.
+Reports samples/s for a training step (forward + backward + AdamW) and for inference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+import kagglekit.fwi.models  # noqa: E402,F401
+from kagglekit.config import load_config  # noqa: E402
+from kagglekit.engine.fit import amp_dtype  # noqa: E402
+from kagglekit.registry import MODELS  # noqa: E402
+
+FULL_CONFIGS = ["inversionnet", "unet", "hgnet_b2", "convnext_small", "caformer_b36"]
+
+
+def measure(cfg, batch: int, steps: int, device: torch.device) -> tuple[float, float, float]:
+    model = MODELS.build(cfg.model.name, **cfg.model.kwargs).to(device)
+    if cfg.train.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    dtype = amp_dtype(cfg.train.amp, device)
+    autocast = (lambda: torch.autocast("cuda", dtype=dtype)) if dtype else nullcontext
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = (torch.randn(batch, 5, 1000, 70, device=device) * 5).half()
+    y = torch.rand(batch, 70, 70, device=device) * 3000 + 1500
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def train_step():
+        with autocast():
+            loss = (model(x) - y).abs().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    train_step()  # warm-up
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        train_step()
+    sync()
+    train_rate = batch * steps / (time.perf_counter() - t0)
+    model.eval()
+    with torch.no_grad(), autocast():
+        model(x)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            model(x)
+        sync()
+    infer_rate = batch * steps / (time.perf_counter() - t0)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    return params, train_rate, infer_rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--configs", nargs="*", default=FULL_CONFIGS)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; batch {args.batch}; input (B, 5, 1000, 70) fp16 -> model")
+    print("| config | model | params (M) | train samples/s | inference samples/s |")
+    print("|---|---|---:|---:|---:|")
+    for cfg_name in args.configs:
+        cfg = load_config(ROOT / "configs" / "fwi" / f"{cfg_name}.yaml")
+        params, train_rate, infer_rate = measure(cfg, args.batch, args.steps, device)
+        print(f"| {cfg_name} | {cfg.model.name} | {params:.1f} | {train_rate:.2f} | {infer_rate:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
