@@ -28,6 +28,90 @@ def _fwi_simulate(args) -> None:
     print(f"synthetic competition ready: {out}")
 
 
+def _fwi_predict(args) -> None:
+    from kagglekit.fwi.predict import predict_runs
+
+    written = predict_runs(args.runs, args.test, args.out, tta_flip=not args.no_tta, batch_size=args.batch_size, num_workers=args.workers)
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    print(f"ids: {Path(args.out) / 'ids.txt'}")
+
+
+def _fwi_cv(args) -> None:
+    from kagglekit.fwi.cv import cv_report
+
+    table, files = cv_report(args.runs, args.out, worst=args.worst)
+    print(table)
+    for path in files.values():
+        print(f"wrote {path}")
+
+
+def _fwi_ensemble(args) -> None:
+    import json
+
+    import numpy as np
+
+    from kagglekit.fwi.ensemble import blend_oof, blend_test, format_table
+    from kagglekit.io import atomic_save_npy, atomic_write_text
+
+    if args.test and len(args.test) != len(args.oof):
+        raise ValueError(f"--test needs one prediction per --oof member ({len(args.oof)}), got {len(args.test)}")
+    blend, oofs = blend_oof(args.oof, args.method)
+    print(f"method {args.method}, weights " + ", ".join(f"{o.name}={w:.3f}" for o, w in zip(oofs, blend.weights)))
+    print("OOF MAE (rows used for fitting):\n" + format_table(blend.table))
+    if blend.holdout_table:
+        print("holdout MAE (fold -1, not used for fitting):\n" + format_table(blend.holdout_table))
+    out = Path(args.out)
+    report = {"method": args.method, "members": [o.name for o in oofs], "weights": [float(w) for w in blend.weights],
+              "oof": blend.table, "holdout": blend.holdout_table}
+    atomic_write_text(out / "ensemble.json", json.dumps(report, indent=1))
+    if args.test:
+        pred, ids = blend_test(args.test, blend)
+        atomic_save_npy(out / "ensemble.npy", pred.astype(np.float16))
+        atomic_write_text(out / "ids.txt", "\n".join(ids) + "\n")
+        print(f"wrote {out / 'ensemble.npy'} and {out / 'ids.txt'}")
+
+
+def _fwi_submit(args) -> None:
+    import time
+
+    import numpy as np
+
+    from kagglekit.fwi.predict import read_ids
+    from kagglekit.fwi.submission import validate_submission, write_submission
+
+    t0 = time.perf_counter()
+    path = write_submission(np.load(args.pred, mmap_mode="r"), read_ids(args.ids), args.sample_submission, args.out)
+    print(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
+    problems = validate_submission(path, args.sample_submission)
+    if problems:
+        raise ValueError("the written submission is invalid:\n" + "\n".join(map(str, problems)))
+    print("validated: columns, ids, duplicates, finite values in 1500-4500")
+
+
+def _fwi_validate(args) -> None:
+    from kagglekit.fwi.submission import validate_submission
+
+    problems = validate_submission(args.csv, args.sample_submission)
+    if problems:
+        raise ValueError(f"{args.csv} is invalid:\n" + "\n".join(f"  {p}" for p in problems))
+    print(f"{args.csv}: valid")
+
+
+def _fwi_score(args) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from kagglekit.fwi.submission import score_submission
+
+    ids_frame = pd.read_csv(args.ids, dtype=str)
+    metrics = score_submission(args.csv, np.load(args.labels), ids_frame["id"].tolist(),
+                               ids_frame["family"].tolist() if "family" in ids_frame else None)
+    print("| family | MAE (m/s) |\n|---|---:|")
+    for key, value in metrics.items():
+        print(f"| {key.split('/', 1)[-1] if '/' in key else 'all'} | {value:.2f} |")
+
+
 def _train(args) -> None:
     from kagglekit.config import load_config
     from kagglekit.engine.fit import fit
@@ -75,6 +159,46 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--batch", type=int, default=32, help="models per simulator call")
     s.set_defaults(func=_fwi_simulate)
+
+    p = cmds.add_parser("predict", help="predict a test folder from run folders (best EMA weights, flip TTA)")
+    p.add_argument("runs", nargs="+", help="run folders, e.g. runs/hgnet_b2/fold0 runs/hgnet_b2/fold1")
+    p.add_argument("--test", required=True, help="folder of <id>.npy test files")
+    p.add_argument("--out", required=True, help="prediction folder (<config>__<fold>.npy, <config>.npy, ids.txt)")
+    p.add_argument("--no-tta", action="store_true", help="skip the flip TTA pass")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers reading test files")
+    p.set_defaults(func=_fwi_predict)
+
+    v = cmds.add_parser("cv", help="local CV from out-of-fold predictions (table, CSV, PNGs)")
+    v.add_argument("runs", nargs="+", help="run folders (one fold) or config folders (runs/<config>: folds merged)")
+    v.add_argument("--out", default="runs/cv", help="where cv.csv and the PNGs go")
+    v.add_argument("--worst", type=int, default=6, help="worst samples to draw per run")
+    v.set_defaults(func=_fwi_cv)
+
+    e = cmds.add_parser("ensemble", help="blend models by OOF: mean, median or fitted weights")
+    e.add_argument("--oof", nargs="+", required=True, help="run or config folders with OOF predictions")
+    e.add_argument("--test", nargs="*", default=[], help="test predictions (.npy with ids.txt beside), same order as --oof")
+    e.add_argument("--method", choices=["mean", "median", "weights"], default="weights")
+    e.add_argument("--out", default="predictions/ensemble", help="ensemble.json (+ ensemble.npy, ids.txt)")
+    e.set_defaults(func=_fwi_ensemble)
+
+    b = cmds.add_parser("submit", help="write (and validate) the Kaggle submission CSV")
+    b.add_argument("pred", help="(N, 70, 70) .npy predictions")
+    b.add_argument("--ids", required=True, help="ids.txt written by predict/ensemble (one id per line, array order)")
+    b.add_argument("--sample-submission", required=True)
+    b.add_argument("--out", required=True, help="e.g. submissions/hgnet_b2.csv")
+    b.set_defaults(func=_fwi_submit)
+
+    c2 = cmds.add_parser("validate", help="check a submission CSV against the sample submission")
+    c2.add_argument("csv")
+    c2.add_argument("--sample-submission", required=True)
+    c2.set_defaults(func=_fwi_validate)
+
+    sc = cmds.add_parser("score", help="MAE of a submission against known test velocities")
+    sc.add_argument("csv")
+    sc.add_argument("--labels", required=True, help="test_labels.npy (N, 70, 70)")
+    sc.add_argument("--ids", required=True, help="test_ids.csv (id[, family]) in the labels' order")
+    sc.set_defaults(func=_fwi_score)
     return parser
 
 
@@ -90,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         args.func(args)
-    except (ConfigError, DataError, FileExistsError, KeyError) as err:
+    except (ConfigError, DataError, FileExistsError, FileNotFoundError, KeyError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
