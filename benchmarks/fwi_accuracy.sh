@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Accuracy on the embedded default: InversionNet vs the small UNet, same data, same fold,
-# epochs chosen so each trains for about 6 minutes on the 2-core CPU (both capped by
+# epochs chosen so each trains for about 5 minutes on the 2-core CPU (both capped by
 # train.max_minutes). Prints each run's per-family MAE table and wall time.
 #   bash benchmarks/fwi_accuracy.sh
 set -euo pipefail

@@ -16,7 +16,7 @@ from kagglekit.engine.checkpoint import CheckpointError, load_checkpoint
 from kagglekit.engine.fit import fit, predict_loader, _loader
 from kagglekit.engine.distributed import DistContext
 from kagglekit.engine.task import build_task
-from kagglekit.fwi.data.convert import convert, recompute_folds
+from kagglekit.fwi.data.convert import convert
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "fwi"

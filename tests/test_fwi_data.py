@@ -1,6 +1,5 @@
 """Readers, conversion, folds and datasets on tiny trees in both layouts."""
 
-import json
 
 import numpy as np
 import pandas as pd

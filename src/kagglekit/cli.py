@@ -112,6 +112,42 @@ def _fwi_score(args) -> None:
         print(f"| {key.split('/', 1)[-1] if '/' in key else 'all'} | {value:.2f} |")
 
 
+def _vision_predict(args) -> None:
+    from kagglekit.vision.predict import classification_metrics, plot_confusion, predict_runs, write_classification_csv
+
+    probs, ids, labels, classes = predict_runs(args.runs, args.out)
+    print(f"probabilities of {len(ids)} test images ({len(args.runs)} runs averaged): {Path(args.out) / 'probs.npy'}")
+    if (labels >= 0).all():
+        metrics = classification_metrics(probs, labels)
+        print("\n".join(f"{k}: {v:.4f}" for k, v in metrics.items()))
+        plot_confusion(probs, labels, classes, Path(args.out) / "confusion.png")
+        print(f"wrote {Path(args.out) / 'confusion.png'}")
+    if args.csv:
+        path = write_classification_csv(probs, ids, args.csv, classes if args.class_names else None, args.sample_submission)
+        print(f"wrote {path}")
+
+
+def _vision_export(args) -> None:
+    import torch
+
+    from kagglekit.vision.predict import classification_metrics, load_run, predict_probs
+    from kagglekit.vision.quant import dequantize_into, export_quantized, quantized_layers
+
+    task, model, temperature = load_run(args.run)
+    if not quantized_layers(model):
+        raise ValueError(f"{args.run}: not a QAT run (set model.qat_bits)")
+    export = export_quantized(model)
+    torch.save(export, args.out)
+    fresh = task.build_model()
+    dequantize_into(fresh, torch.load(args.out, weights_only=False)).eval()
+    test = task.test_dataset()
+    labels = task.source.labels[test.indices]
+    metrics = classification_metrics(predict_probs(task, fresh, temperature, test), labels)
+    print(f"integer export {args.out}: {export['size_bytes']} bytes vs {export['float32_bytes']} bytes float32 "
+          f"({export['float32_bytes'] / export['size_bytes']:.1f}x smaller)")
+    print(f"exported integer model, test accuracy {metrics['accuracy']:.4f}")
+
+
 def _train(args) -> None:
     from kagglekit.config import load_config
     from kagglekit.engine.fit import fit
@@ -199,6 +235,20 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--labels", required=True, help="test_labels.npy (N, 70, 70)")
     sc.add_argument("--ids", required=True, help="test_ids.csv (id[, family]) in the labels' order")
     sc.set_defaults(func=_fwi_score)
+
+    vision = tasks.add_parser("vision", help="image classification", description="Image classification commands.")
+    vcmds = vision.add_subparsers(dest="command", required=True)
+    vp = vcmds.add_parser("predict", help="test-split probabilities of run folders (averaged), metrics, confusion PNG, CSV")
+    vp.add_argument("runs", nargs="+", help="vision run folders, e.g. runs/fmnist_resnet9/fold0")
+    vp.add_argument("--out", required=True, help="folder for probs.npy, ids.txt, confusion.png")
+    vp.add_argument("--csv", default=None, help="also write an id,label submission CSV here")
+    vp.add_argument("--sample-submission", default=None, help="take column names and row order from this CSV")
+    vp.add_argument("--class-names", action="store_true", help="write class names instead of indices")
+    vp.set_defaults(func=_vision_predict)
+    ve = vcmds.add_parser("export", help="integer export of a QAT run: size and accuracy of the exported model")
+    ve.add_argument("run")
+    ve.add_argument("--out", required=True, help="e.g. runs/fmnist_qat4/fold0/int4.pt")
+    ve.set_defaults(func=_vision_export)
     return parser
 
 

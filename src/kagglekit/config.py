@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kagglekit.io import atomic_write_text
 
@@ -35,10 +35,38 @@ class FWIDataConfig(Strict):
     max_train_samples: int | None = Field(None, ge=1, description="cap on training samples (tiny runs)")
 
 
+class AugmentStep(Strict):
+    """One albumentations transform: `{name: HorizontalFlip, params: {p: 0.5}}`."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class VisionDataConfig(Strict):
+    kind: Literal["vision"] = "vision"
+    dataset: Literal["fashion_mnist", "digits", "cifar10", "hirise", "folder"] = "fashion_mnist"
+    root: str = "/usr/share/datasets/fashion-mnist"
+    labels_csv: str | None = Field(None, description="dataset 'folder': CSV with id,label")
+    n_folds: int = Field(5, ge=2)
+    fold_seed: int = 0
+    holdout: float = Field(0.0, ge=0.0, lt=1.0)
+    val_split_as_fold: bool = Field(False, description="HiRISE: use the official val split as the validation fold")
+    image_size: int | None = Field(None, ge=8, description="resize to a square of this size")
+    augment: list[AugmentStep] = Field(default_factory=list)
+    mean: float = 0.5
+    std: float = 0.25
+    tta_flip: bool = False
+    num_workers: int = Field(0, ge=0)
+    max_train_samples: int | None = Field(None, ge=1)
+    hirise_dedupe: bool = True
+    hirise_originals_only: bool = False
+
+
 class ModelConfig(Strict):
     name: str
     pretrained: str | None = Field(None, description="local checkpoint file; nothing is downloaded")
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    qat_bits: int | None = Field(None, ge=2, le=8, description="quantisation-aware training of weights (vision)")
 
 
 class TrainConfig(Strict):
@@ -58,15 +86,25 @@ class TrainConfig(Strict):
     seed: int = 0
     max_minutes: float | None = Field(None, gt=0, description="stop training after this wall time")
     channels_last: bool = False
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
 
 
 class Config(Strict):
     name: str
-    task: Literal["fwi"] = "fwi"
-    data: FWIDataConfig = Field(default_factory=FWIDataConfig)
+    task: Literal["fwi", "vision"] = "fwi"
+    data: FWIDataConfig | VisionDataConfig = Field(default_factory=FWIDataConfig, discriminator="kind")
     model: ModelConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     out_dir: str = "runs"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_kind_follows_task(cls, values: Any) -> Any:
+        if isinstance(values, dict) and isinstance(values.get("data"), dict):
+            values["data"] = {"kind": values.get("task", "fwi"), **values["data"]}
+        return values
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any, source: str) -> None:
@@ -97,7 +135,10 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid config"]
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
+        loc = [str(p) for p in e["loc"]]
+        if len(loc) > 1 and loc[0] == "data" and loc[1] in ("fwi", "vision"):
+            loc.pop(1)  # the union's tag, not a key of the file
+        key = ".".join(loc)
         lines.append(f"  {key}: {e['msg']} (found {e.get('input')!r})")
     return "\n".join(lines)
 

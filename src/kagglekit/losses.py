@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -23,5 +25,5 @@ def smooth_l1(beta: float = 10.0):
     return lambda pred, target: F.smooth_l1_loss(pred.float(), target.float(), beta=beta)
 
 
-def build_loss(name: str) -> "callable[[torch.Tensor, torch.Tensor], torch.Tensor]":
+def build_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     return LOSSES.build(name)

@@ -143,7 +143,10 @@ def _fit(cfg: Config, fold: int, resume: bool, progress: bool, ctx, stop_after: 
     train_model = DistributedDataParallel(model) if ctx.enabled else model
     if cfg.train.compile:
         train_model = torch.compile(train_model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    if cfg.train.optimizer == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum, nesterov=True, weight_decay=cfg.train.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     batches_per_epoch = (len(train_set) // ctx.world_size) // cfg.train.batch_size or 1
     steps_per_epoch = math.ceil(batches_per_epoch / cfg.train.accum_steps)
     scheduler = warmup_cosine(
@@ -274,6 +277,9 @@ def _fit(cfg: Config, fold: int, resume: bool, progress: bool, ctx, stop_after: 
             if ctx.is_main:
                 print(f"[kagglekit] paused after epoch {epoch + 1} (--stop-after); continue with --resume")
             break
+    finished = start_epoch < cfg.train.epochs and (stop or epoch + 1 >= cfg.train.epochs)  # trained to the end now
+    if ctx.is_main and best_path.exists() and finished and hasattr(task, "after_fit"):
+        task.after_fit(run_dir)
     if ctx.is_main and best_path.exists():
         best = load_checkpoint(best_path, required=("metrics",))
         if best["metrics"]:

@@ -35,8 +35,12 @@ class Task(Protocol):
 
     def report(self, metrics: dict[str, float]) -> str: ...
 
+    # optional: after_fit(run_dir) runs on rank 0 once training ends (e.g. calibration)
+
 
 def build_task(cfg) -> Task:
     if cfg.task == "fwi":
         import kagglekit.fwi.task  # noqa: F401  (registers "fwi")
+    elif cfg.task == "vision":
+        import kagglekit.vision.task  # noqa: F401  (registers "vision")
     return TASKS.build(cfg.task, cfg=cfg)
