@@ -50,8 +50,10 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save(export, Path(tmp) / "int.pt")
                 fresh = dequantize_into(task.build_model(), torch.load(Path(tmp) / "int.pt", weights_only=False)).eval()
+            qat_accuracy = metrics["accuracy"]
             metrics = classification_metrics(predict_probs(task, fresh, temperature, test), labels)
-            size, note = export["size_bytes"], f"exported integer model (float32 would be {export['float32_bytes']} B)"
+            size = export["size_bytes"]
+            note = f"exported integer model (QAT model before export: {qat_accuracy:.4f}; float32 would be {export['float32_bytes']} B)"
         rows.append((name, records[-1]["elapsed_s"], len(records), metrics, size, note))
     print("| config | train time (s) | epochs | test accuracy | macro-F1 | NLL (calibrated) | model size (bytes) | note |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")

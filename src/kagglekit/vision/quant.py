@@ -1,7 +1,8 @@
 """Quantisation-aware training (BitNetMCU style) and integer export.
 
-Weights: symmetric per-layer scale s = max|w| / 2^(bits-1); levels q in {+-0.5, ..., +-(2^(bits-1)
-- 0.5)} (no zero) via floor(w / s) + 0.5, clamped; straight-through estimator w + (q s - w).detach().
+Weights: symmetric per-layer scale s = max|w| / (2^(bits-1) - 0.5); levels q in {+-0.5, ...,
++-(2^(bits-1) - 0.5)} (no zero) via floor(w / s) + 0.5, clamped. Quantising q * s again gives q
+and s back (idempotent), so an exported model computes exactly what the QAT model did; straight-through estimator w + (q s - w).detach().
 Activations entering each quantised layer: RMS-normalised per sample, then 8-bit fake-quantised
 (symmetric, per-sample max). The export stores each layer's levels as 4-bit codes packed two per
 byte (bits <= 4; one per byte otherwise) plus its float scale; everything else (biases, BN) stays
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 def quantize_levels(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Levels (odd halves, e.g. -7.5..7.5) and the scale of a weight tensor."""
     top = 2 ** (bits - 1) - 0.5
-    scale = w.detach().abs().max().clamp(min=1e-8) / 2 ** (bits - 1)
+    scale = w.detach().abs().max().clamp(min=1e-8) / top
     levels = torch.clamp(torch.floor(w / scale) + 0.5, -top, top)
     return levels, scale
 

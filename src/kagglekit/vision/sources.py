@@ -127,7 +127,7 @@ def _unpickle(path: Path) -> dict:
         raise VisionDataError(f"{path}: not a CIFAR pickle ({type(exc).__name__}: {exc})") from exc
 
 
-HIRISE_AUGMENT = re.compile(r"-(r90|r180|r270|fh|fv|brt)\.jpg$")
+HIRISE_AUGMENT = re.compile(r"-(?:r90|r180|r270|fh|fv|brt)\.jpg$")
 
 
 def hirise(root: str | Path, dedupe: bool = True, originals_only: bool = False) -> ImageSource:
