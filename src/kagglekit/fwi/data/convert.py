@@ -1,0 +1,141 @@
+"""Stream a training tree into fp16 seismic memmap(s), a float32 velocity memmap and index.csv.
+
+Output folder layout:
+  seismic.npy            (N, 5, 1000, 70) float16       (or seismic_00000.npy ... with --shard-size)
+  velocity.npy           (N, 70, 70) float32
+  index.csv              sample_id, family, source_file, index_in_file, shard, row, fold
+  manifest.json          what was converted (source files, sizes, options): reruns compare it
+
+Everything is written into a sibling `.<name>.partial/` folder and renamed into place at the
+end, so an interrupted run leaves no half-valid output and a rerun starts clean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from kagglekit.fwi.constants import SEISMIC_SHAPE, VELOCITY_SHAPE
+from kagglekit.fwi.data.folds import assign_folds
+from kagglekit.fwi.data.readers import DataError, check_finite, find_train_pairs, open_array
+from kagglekit.io import atomic_write_text
+
+FP16_MAX = 65504.0
+FORMAT_VERSION = 1
+
+
+def _manifest(src: Path, pairs, shard_size: int | None) -> dict:
+    files = []
+    for p in pairs:
+        for path in (p.seismic_path, p.velocity_path):
+            st = path.stat()
+            files.append([str(path.relative_to(src)), st.st_size, st.st_mtime_ns])
+    return {"format": FORMAT_VERSION, "source": str(src.resolve()), "files": files, "shard_size": shard_size}
+
+
+def _same_conversion(a: dict, b: dict) -> bool:
+    keys = ("format", "files", "shard_size")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def shard_name(shard: int, sharded: bool) -> str:
+    return f"seismic_{shard:05d}.npy" if sharded else "seismic.npy"
+
+
+def convert(
+    src: str | Path,
+    out: str | Path,
+    *,
+    shard_size: int | None = None,
+    n_folds: int = 5,
+    holdout: float = 0.0,
+    seed: int = 0,
+    chunk: int = 32,
+    progress: bool = True,
+) -> Path:
+    """Convert the tree at `src` into `out`; a no-op if `out` already holds this conversion."""
+    src, out = Path(src), Path(out)
+    pairs = find_train_pairs(src)
+    manifest = _manifest(src, pairs, shard_size)
+    if out.exists():
+        existing = out / "manifest.json"
+        if existing.is_file() and _same_conversion(json.loads(existing.read_text()), manifest):
+            recompute_folds(out, n_folds=n_folds, seed=seed, holdout=holdout)  # cheap; options may differ
+            return out
+        if existing.is_file():
+            raise DataError(f"{out}: holds a different conversion (source files or options differ); choose another OUT")
+        if any(out.iterdir()):
+            raise DataError(f"{out}: exists, is not empty and is not a kagglekit conversion")
+        out.rmdir()
+    if shard_size is not None and shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+
+    n_total = sum(p.n for p in pairs)
+    per_shard = shard_size or n_total
+    n_shards = max(1, -(-n_total // per_shard))
+    sharded = shard_size is not None
+    partial = out.with_name(f".{out.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)  # leftovers of an interrupted run
+    partial.mkdir(parents=True)
+
+    velocity = np.lib.format.open_memmap(partial / "velocity.npy", mode="w+", dtype=np.float32, shape=(n_total, *VELOCITY_SHAPE))
+    shards = []
+    for s in range(n_shards):
+        n_s = min(per_shard, n_total - s * per_shard)
+        shards.append(
+            np.lib.format.open_memmap(partial / shard_name(s, sharded), mode="w+", dtype=np.float16, shape=(n_s, *SEISMIC_SHAPE))
+        )
+
+    rows = []
+    pos = 0
+    bar = tqdm(total=n_total, desc="convert", unit="sample", disable=not progress)
+    for pair in pairs:
+        seis, vel = open_array(pair.seismic_path), open_array(pair.velocity_path)
+        for start in range(0, pair.n, chunk):
+            stop = min(start + chunk, pair.n)
+            s_chunk = np.asarray(seis[start:stop], dtype=np.float32)  # (c, 5, 1000, 70)
+            check_finite(pair.seismic_path, s_chunk, start)
+            peak = float(np.abs(s_chunk).max())
+            if peak > FP16_MAX:
+                raise DataError(f"{pair.seismic_path}: |value| {peak:g} in samples {start}..{stop - 1} overflows float16 (max {FP16_MAX})")
+            v_chunk = np.asarray(vel[start:stop], dtype=np.float32).reshape(stop - start, *VELOCITY_SHAPE)
+            check_finite(pair.velocity_path, v_chunk, start)
+            for k in range(stop - start):
+                g = pos + k
+                shards[g // per_shard][g % per_shard] = s_chunk[k]
+            velocity[pos : pos + stop - start] = v_chunk
+            for i in range(start, stop):
+                rows.append((pos + i - start, pair.family, str(pair.seismic_path.relative_to(src)), i))
+            pos += stop - start
+            bar.update(stop - start)
+    bar.close()
+    for arr in (velocity, *shards):
+        arr.flush()
+    del velocity, shards
+
+    index = pd.DataFrame(rows, columns=["sample_id", "family", "source_file", "index_in_file"])
+    index["shard"] = index["sample_id"] // per_shard
+    index["row"] = index["sample_id"] % per_shard
+    index["fold"] = assign_folds(index["family"].to_numpy(), n_folds=n_folds, seed=seed, holdout=holdout)
+    index.to_csv(partial / "index.csv", index=False)
+    (partial / "manifest.json").write_text(json.dumps({**manifest, "n": n_total, "n_shards": n_shards}, indent=1))
+    os.replace(partial, out)
+    return out
+
+
+def recompute_folds(out: str | Path, n_folds: int = 5, seed: int = 0, holdout: float = 0.0) -> pd.DataFrame:
+    """Rewrite the fold column of OUT/index.csv (atomically) without reconverting."""
+    path = Path(out) / "index.csv"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run `kagglekit fwi convert` first")
+    index = pd.read_csv(path)
+    index["fold"] = assign_folds(index["family"].to_numpy(), n_folds=n_folds, seed=seed, holdout=holdout)
+    atomic_write_text(path, index.to_csv(index=False))
+    return index

@@ -1,0 +1,127 @@
+"""Torch datasets over a converted folder (training) and over the test folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from kagglekit.fwi.constants import FAMILIES, SEISMIC_SHAPE
+from kagglekit.fwi.data.convert import shard_name
+from kagglekit.fwi.data.flip import flip_seismic, flip_velocity
+from kagglekit.fwi.data.readers import DataError, TestFolder, open_array
+
+FAMILY_TO_ID = {name: i for i, name in enumerate(FAMILIES)}
+
+
+class _RowFile:
+    """Rows of a C-ordered .npy file read with pread into fresh tensors (no mmap page faults).
+
+    About 3x faster per sample than slicing an np.memmap with a warm cache, and it issues one
+    large read per sample when cold. The file descriptor is reopened in each process.
+    """
+
+    def __init__(self, path: Path, row_shape: tuple[int, ...], dtype: np.dtype):
+        arr = open_array(path)  # validates the header
+        if tuple(arr.shape[1:]) != row_shape or arr.dtype != dtype or not arr.flags.c_contiguous:
+            raise DataError(f"{path}: expected C-ordered {dtype} rows of {row_shape}, found {arr.shape} {arr.dtype}")
+        self.path, self.offset, self.n_rows = path, int(arr.offset), int(arr.shape[0])
+        self.row_shape, self.torch_dtype = row_shape, torch.from_numpy(np.zeros(0, dtype)).dtype
+        self.row_bytes = int(np.prod(row_shape)) * np.dtype(dtype).itemsize
+        self._fd: int | None = None
+        self._pid = -1
+
+    def read(self, row: int) -> torch.Tensor:
+        if self._pid != os.getpid():
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        out = torch.empty(self.row_shape, dtype=self.torch_dtype)
+        n = os.preadv(self._fd, [out.numpy()], self.offset + row * self.row_bytes)
+        if n != self.row_bytes:
+            raise DataError(f"{self.path}: short read at row {row} ({n} of {self.row_bytes} bytes); file truncated?")
+        return out
+
+    def __getstate__(self):
+        return {**self.__dict__, "_fd": None, "_pid": -1}
+
+
+class ConvertedFolder:
+    """Read-only view of a `kagglekit fwi convert` output; files open lazily (worker-safe)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        manifest_path = self.root / "manifest.json"
+        if not manifest_path.is_file():
+            raise DataError(f"{self.root}: no manifest.json; not a converted folder (run `kagglekit fwi convert`)")
+        self.manifest = json.loads(manifest_path.read_text())
+        self.index = pd.read_csv(self.root / "index.csv")
+        self._sharded = self.manifest.get("shard_size") is not None
+        self._shards: dict[int, _RowFile] = {}
+        self._velocity: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def seismic(self, sample_id: int) -> torch.Tensor:
+        """(5, 1000, 70) float16 tensor (a fresh copy)."""
+        shard, row = int(self.index.at[sample_id, "shard"]), int(self.index.at[sample_id, "row"])
+        if shard not in self._shards:
+            self._shards[shard] = _RowFile(self.root / shard_name(shard, self._sharded), SEISMIC_SHAPE, np.dtype(np.float16))
+        return self._shards[shard].read(row)
+
+    def velocity(self, sample_id: int) -> np.ndarray:
+        """(70, 70) float32 view."""
+        if self._velocity is None:
+            self._velocity = open_array(self.root / "velocity.npy")
+        return self._velocity[sample_id]
+
+    def ids_for_folds(self, folds: list[int]) -> np.ndarray:
+        return self.index.loc[self.index["fold"].isin(folds), "sample_id"].to_numpy()
+
+    def __getstate__(self):  # files are reopened in each worker
+        return {**self.__dict__, "_shards": {}, "_velocity": None}
+
+
+class FWITrainDataset(Dataset):
+    """Items: seismic (5, 1000, 70) float16 (cast on the device), velocity (70, 70) float32,
+    family id, sample id."""
+
+    def __init__(self, folder: ConvertedFolder, sample_ids: np.ndarray, flip_prob: float = 0.0):
+        self.folder = folder
+        self.sample_ids = np.asarray(sample_ids)
+        self.flip_prob = flip_prob
+        self.family_ids = folder.index["family"].map(lambda f: FAMILY_TO_ID.get(f, -1)).to_numpy()
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        sid = int(self.sample_ids[i])
+        seismic = self.folder.seismic(sid)  # (5, 1000, 70) float16
+        velocity = torch.from_numpy(np.array(self.folder.velocity(sid), dtype=np.float32))
+        if self.flip_prob > 0 and torch.rand(()) < self.flip_prob:
+            seismic, velocity = flip_seismic(seismic), flip_velocity(velocity)
+        return {
+            "seismic": seismic,
+            "velocity": velocity,
+            "family": torch.tensor(self.family_ids[sid]),
+            "sample_id": torch.tensor(sid),
+        }
+
+
+class FWITestDataset(Dataset):
+    """Items: seismic (5, 1000, 70) float32 and the position of the id in `ids`."""
+
+    def __init__(self, root: str | Path):
+        self.folder = TestFolder(root)
+        self.ids = self.folder.ids
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"seismic": torch.from_numpy(self.folder.read(i)), "position": torch.tensor(i)}
