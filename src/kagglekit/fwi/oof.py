@@ -51,7 +51,7 @@ def load_oof(path: str | Path) -> OOF:
     order = np.argsort(ids["sample_id"].to_numpy())
     ids, pred = ids.iloc[order].reset_index(drop=True), pred[order]
     ids["fold"] = folder.index.set_index("sample_id").loc[ids["sample_id"], "fold"].to_numpy()
-    truth = np.stack([np.asarray(folder.velocity(int(s))) for s in ids["sample_id"]])
+    truth = np.asarray(np.load(folder.root / "velocity.npy", mmap_mode="r")[ids["sample_id"].to_numpy()], dtype=np.float32)
     name = path.name if len(folds) > 1 or path != folds[0] else f"{path.parent.name}/{path.name}"
     return OOF(name, pred, ids, truth)
 

@@ -60,6 +60,8 @@ class ConvertedFolder:
         self.manifest = json.loads(manifest_path.read_text())
         self.index = pd.read_csv(self.root / "index.csv")
         self._sharded = self.manifest.get("shard_size") is not None
+        self._shard_of = self.index["shard"].to_numpy()  # per sample_id, for the hot path
+        self._row_of = self.index["row"].to_numpy()
         self._shards: dict[int, _RowFile] = {}
         self._velocity: np.ndarray | None = None
 
@@ -68,7 +70,7 @@ class ConvertedFolder:
 
     def seismic(self, sample_id: int) -> torch.Tensor:
         """(5, 1000, 70) float16 tensor (a fresh copy)."""
-        shard, row = int(self.index.at[sample_id, "shard"]), int(self.index.at[sample_id, "row"])
+        shard, row = int(self._shard_of[sample_id]), int(self._row_of[sample_id])
         if shard not in self._shards:
             self._shards[shard] = _RowFile(self.root / shard_name(shard, self._sharded), SEISMIC_SHAPE, np.dtype(np.float16))
         return self._shards[shard].read(row)

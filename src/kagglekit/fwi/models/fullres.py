@@ -59,7 +59,7 @@ class FullResUnet(nn.Module):
         stem_conv = self.backbone.stem[0] if isinstance(self.backbone.stem, nn.Sequential) else self.backbone.stem.conv
         stem_conv.stride = (4, 1)
         self.x_pad = same_padding_width(stem_conv.kernel_size[1], stem_conv.padding[1], 70, 72)
-        dims = [stage_out_channels(s) for s in self.backbone.stages]
+        dims = [info["num_chs"] for info in self.backbone.feature_info]  # per stage
         if time_reducer == "conv":
             self.time_reducer = nn.Sequential(
                 nn.Conv2d(stem_conv.out_channels, stem_conv.out_channels, (4, 1), (4, 1)),
@@ -90,14 +90,6 @@ class FullResUnet(nn.Module):
         full = x[:, :, :72, :72]  # only its size is used by the decoder
         y = self.head(self.decoder([full, *features]))  # (B, 1, 72, 72)
         return bound_velocity(y[:, 0, 1:-1, 1:-1])  # (B, 70, 70)
-
-
-def stage_out_channels(stage: nn.Module) -> int:
-    convs = [m for m in stage.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.LayerNorm))]
-    last_norm = [m for m in stage.modules() if hasattr(m, "normalized_shape")]
-    if last_norm:
-        return int(last_norm[-1].normalized_shape[0])
-    return convs[-1].out_channels if isinstance(convs[-1], nn.Conv2d) else convs[-1].out_features
 
 
 @MODELS.register("convnext")
