@@ -87,3 +87,51 @@ def test_pretrained_kagglekit_checkpoint_and_errors(tmp_path):
 def test_unknown_model_lists_valid_names():
     with pytest.raises(KeyError, match="inversionnet"):
         MODELS.build("vit_giant")
+
+
+def test_unet_midpoint_binning_puts_each_trace_under_its_midpoint():
+    from kagglekit.fwi.constants import SOURCE_COLUMNS
+    from kagglekit.fwi.models.unet import midpoint_binning
+
+    weights = midpoint_binning()  # (5, 70, 70)
+    receivers = torch.arange(70.0)
+    for s, source in enumerate(SOURCE_COLUMNS):
+        doubled_midpoint = receivers + source  # trace value = 2 x its midpoint column
+        binned = doubled_midpoint @ weights[s]  # (70,)
+        filled = weights[s].sum(dim=0) > 0
+        columns = torch.arange(70.0)[filled]
+        assert torch.all(binned[filled] >= 2 * columns) and torch.all(binned[filled] <= 2 * columns + 1)
+        assert torch.all(binned[~filled] == 0)
+        # a shot covers the half-aperture between its source and the far end of the spread
+        assert filled.sum() in (35, 36) and filled[source // 2]
+
+
+def test_unet_input_extras_forward_and_bad_time_pool():
+    torch.manual_seed(0)
+    kwargs = {**TINY["unet"].kwargs, "time_stem": 4, "midpoint_channels": True, "coord_channels": True, "migration_velocities": [2500.0]}
+    model = MODELS.build("unet", **kwargs)
+    out = model(torch.randn(2, 5, 1000, 70).half())
+    assert out.shape == (2, 70, 70) and 1500 <= out.min() and out.max() <= 4500
+    out.mean().backward()
+    assert model.stem[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="even time_pool"):
+        MODELS.build("unet", **{**kwargs, "time_pool": 15})
+
+
+def test_migration_images_a_simulated_reflector_at_its_depth():
+    from kagglekit.fwi.models.migration import ConstantVelocityMigration
+    from kagglekit.fwi.physics.simulate import simulate
+
+    velocity = torch.full((1, 70, 70), 2000.0)
+    velocity[:, 40:] = 3500.0  # flat reflector at row 40 under a 2000 m/s layer
+    images = ConstantVelocityMigration((2000.0, 3000.0))(simulate(velocity))  # (1, 10, 70, 70)
+    assert images.shape == (1, 10, 70, 70)
+
+    def peak_row(k: int) -> int:
+        stack = images[0, 5 * k : 5 * k + 5].sum(0)  # all shots at velocity k
+        return 15 + int(stack[15:, 20:50].abs().mean(1).argmax())  # below the direct wave
+
+    assert abs(peak_row(0) - 40) <= 2  # right velocity: right depth
+    assert abs(peak_row(1) - 60) <= 3  # 1.5x too fast: imaged 1.5x too deep
+    with pytest.raises(ValueError, match="positive"):
+        ConstantVelocityMigration((0.0,))

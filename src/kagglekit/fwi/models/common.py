@@ -25,6 +25,14 @@ def transform_seismic(x: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"unknown input transform '{kind}'; valid: log1p, none")
 
 
+def coordinate_grid(x: torch.Tensor) -> torch.Tensor:
+    """(B, 2, H, W) row and column coordinates in [-1, 1], same dtype and device as x."""
+    b, _, h, w = x.shape
+    rows = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
+    cols = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
+    return torch.cat([rows, cols], dim=1)
+
+
 def bound_velocity(x: torch.Tensor) -> torch.Tensor:
     """Unbounded logits -> velocity in (1500, 4500) m/s (x = 0 maps to 3000)."""
     return V_MID + V_HALF * torch.tanh(x.float())
