@@ -15,14 +15,10 @@ CONFIG="${1:-configs/fwi/small_unet.yaml}"
 FOLD="${2:-0}"
 shift $(( $# < 2 ? $# : 2 ))
 NPROC="${NPROC:-1}"
-SYN_PER_FILE="${SYN_PER_FILE:-50}"
-SYN_TEST="${SYN_TEST:-100}"
 
 DATA_ROOT="$("$PY" -c 'import sys; from kagglekit.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).data.root)' "$CONFIG" "$@")"
-if [ "$DATA_ROOT" = "data/synthetic/converted" ] && [ ! -f data/synthetic/converted/manifest.json ]; then
-  echo "[train_fold] building the embedded synthetic competition in data/synthetic"
-  "$PY" -m kagglekit.cli fwi simulate data/synthetic --per-file "$SYN_PER_FILE" --test "$SYN_TEST"
-  "$PY" -m kagglekit.cli fwi convert data/synthetic/train_samples data/synthetic/converted
+if [ "$DATA_ROOT" = "data/synthetic/converted" ]; then
+  bash "$ROOT/scripts/make_synthetic.sh"
 fi
 
 if [ "$NPROC" -gt 1 ]; then

@@ -10,19 +10,33 @@ import torch.nn as nn
 import torch.nn.functional as F
 from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder, UnetDecoderBlock
 
-from kagglekit.fwi.constants import VMAX, VMIN
+from kagglekit.fwi.constants import DT, VMAX, VMIN
 
 V_MID, V_HALF = (VMIN + VMAX) / 2, (VMAX - VMIN) / 2
 
 
+INPUT_TRANSFORMS = ("log1p", "gain_log1p", "none")
+GAIN_T0 = 0.1  # s: the gain (t / T0)^2 is 1 at 100 ms, ~the direct wave's time at mid offsets
+
+
 def transform_seismic(x: torch.Tensor, kind: str) -> torch.Tensor:
-    """Amplitude compression: the direct wave is ~100x the deep reflections."""
+    """Amplitude compression, (B, S, T, R) -> same shape, float32.
+
+    - log1p: sign(x) log1p(|x|). The direct wave (~10) dominates; reflections after 600 ms
+      (~0.01-0.1) stay near zero.
+    - gain_log1p: the same after a (t / 100 ms)^2 time gain, the textbook correction for
+      geometrical spreading, which lifts late reflections to the direct wave's scale.
+    """
     x = x.float()
     if kind == "log1p":
         return torch.sign(x) * torch.log1p(x.abs())
+    if kind == "gain_log1p":
+        t = torch.arange(1, x.shape[-2] + 1, device=x.device, dtype=x.dtype) * DT  # (T,) s
+        gain = (t / GAIN_T0).square().view(-1, 1)  # (T, 1)
+        return torch.sign(x) * torch.log1p(x.abs() * gain)
     if kind == "none":
         return x
-    raise ValueError(f"unknown input transform '{kind}'; valid: log1p, none")
+    raise ValueError(f"unknown input transform '{kind}'; valid: {', '.join(INPUT_TRANSFORMS)}")
 
 
 def coordinate_grid(x: torch.Tensor) -> torch.Tensor:

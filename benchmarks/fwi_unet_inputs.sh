@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Ablation of the UNet's optional input channels on the embedded default (fold 0, the
+# small_unet recipe, 20 epochs each, ~5-6 minutes per run on the 2-core CPU). Prints one line per
+# variant: wall time, last epoch, train loss, validation MAE of the EMA weights.
+#   bash benchmarks/fwi_unet_inputs.sh                 # all variants (~40 minutes)
+#   bash benchmarks/fwi_unet_inputs.sh coord midpoint  # some of them
+# Variants: base, seed1 (base with another seed: the noise level), coord, coord_seed1, midpoint,
+# migration (with coord), batch8 (batch 8, lr 2e-3). EXTRA adds overrides to every run, e.g.
+#   EXTRA="train.epochs=1" bash benchmarks/fwi_unet_inputs.sh coord   # a 1-epoch smoke run
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/setup.sh
+bash scripts/make_synthetic.sh
+declare -A OVERRIDES=(
+  [base]=""
+  [coord]="model.kwargs.coord_channels=true"
+  [midpoint]="model.kwargs.midpoint_channels=true"
+  [migration]="model.kwargs.coord_channels=true model.kwargs.migration_velocities=[2000,3000,4000]"
+  [seed1]="train.seed=1"
+  [coord_seed1]="model.kwargs.coord_channels=true train.seed=1"
+  [batch8]="train.batch_size=8 train.lr=2e-3"
+)
+VARIANTS=("$@")
+[ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=(base seed1 coord coord_seed1 midpoint migration batch8)
+for V in "${VARIANTS[@]}"; do
+  [ -n "${OVERRIDES[$V]+set}" ] || { echo "unknown variant '$V'; valid: ${!OVERRIDES[*]}" >&2; exit 2; }
+  NAME="unet_inputs_$V"
+  rm -rf "runs/$NAME"
+  start=$(date +%s)
+  # shellcheck disable=SC2086  # the overrides are word lists
+  .venv/bin/kagglekit train configs/fwi/small_unet.yaml --fold 0 "name=$NAME" ${OVERRIDES[$V]} ${EXTRA:-} > "runs/$NAME.log" 2>&1
+  .venv/bin/python - "runs/$NAME/fold0/metrics.jsonl" "$V" "$(( $(date +%s) - start ))" <<'PY'
+import json, sys
+last = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+print(f"[unet_inputs] {sys.argv[2]:10s} {sys.argv[3]:>4s} s  epoch {last['epoch']}  train {last['train_loss']:.1f}  valid MAE {last['valid/mae']:.1f}")
+PY
+done
