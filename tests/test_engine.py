@@ -131,3 +131,17 @@ def test_ddp_two_processes_gloo(converted, tmp_path):
     index = pd.read_csv(converted / "index.csv")
     assert sorted(ids) == sorted(index.loc[index["fold"] == 0, "sample_id"])  # gathered from both ranks
     assert result.stdout.count("best epoch") == 1
+
+
+def test_cpu_bf16_autocast_is_opt_in_and_trains(converted, tmp_path):
+    from kagglekit.engine.fit import amp_dtype
+
+    cpu = torch.device("cpu")
+    assert amp_dtype("auto", cpu) is None and amp_dtype("fp16", cpu) is None
+    assert amp_dtype("bf16", cpu) == torch.bfloat16
+    cfg = cfg_for("tiny_unet", converted, tmp_path, "train.epochs=2", "train.amp=bf16")
+    run = fit(cfg, fold=0, progress=False)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["train_loss"]) and np.isfinite(r["valid/mae"]) for r in records)
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert np.load(run / "oof.npy").dtype == np.float16

@@ -41,8 +41,12 @@ def seed_everything(seed: int) -> None:
 
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or setting == "off":
+    """Autocast dtype: on CUDA bf16 where supported (else fp16) unless set; on CPU only an explicit
+    `bf16` (oneDNN bf16 kernels; worth it on CPUs with AVX512-BF16 / AMX)."""
+    if setting == "off":
         return None
+    if device.type != "cuda":
+        return torch.bfloat16 if setting == "bf16" else None
     if setting == "fp16":
         return torch.float16
     if setting == "bf16" or torch.cuda.is_bf16_supported():
@@ -95,7 +99,7 @@ def predict_loader(task: Task, model: torch.nn.Module, loader: DataLoader, ctx, 
     """Outputs and eval keys for every batch, on CPU."""
     model.eval()
     outputs, keys = [], {k: [] for k in task.eval_keys}
-    autocast = torch.autocast("cuda", dtype=dtype) if dtype else nullcontext()
+    autocast = torch.autocast(ctx.device.type, dtype=dtype) if dtype else nullcontext()
     for batch in tqdm(loader, desc="valid", leave=False, disable=not progress):
         dev = _to_device(batch, ctx.device)
         with autocast:
@@ -194,7 +198,7 @@ def _fit(cfg: Config, fold: int, resume: bool, progress: bool, ctx, stop_after: 
             last_micro = (i + 1) % cfg.train.accum_steps == 0 or i + 1 == len(loader)
             sync = nullcontext() if (last_micro or not ctx.enabled) else train_model.no_sync()
             with sync:
-                with torch.autocast("cuda", dtype=dtype) if dtype else nullcontext():
+                with torch.autocast(ctx.device.type, dtype=dtype) if dtype else nullcontext():
                     output = task.forward(train_model, batch)
                     terms = task.loss(output, batch)
                 scaler.scale(terms["loss"] / cfg.train.accum_steps).backward()

@@ -66,7 +66,7 @@ def predict_runs(
         with atomic_path(target) as tmp:
             preds = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(dataset), 70, 70))
             for batch in tqdm(loader, desc=f"predict {cfg.name}/{run_dir.name}", disable=not progress):
-                with torch.autocast("cuda", dtype=dtype) if dtype else nullcontext():
+                with torch.autocast(dev.type, dtype=dtype) if dtype else nullcontext():
                     out = predict_model(model, batch["seismic"].to(dev, non_blocking=True), tta_flip)
                 preds[batch["position"].numpy()] = out.cpu().numpy().astype(np.float16)
             preds.flush()
