@@ -1,8 +1,10 @@
 """Training and inference throughput of every full-size FWI model config.
 
     .venv/bin/python benchmarks/train_throughput.py [--batch 2] [--steps 3] [--device cpu|cuda]
+    .venv/bin/python benchmarks/train_throughput.py --configs small_unet --batch 16 --amp off bf16
 
-CPU: fp32. CUDA: the config's AMP setting (bf16 where supported), channels_last where set.
+AMP: the config's setting (`auto`: fp32 on CPU, bf16 where supported on CUDA) unless --amp lists
+settings to compare (each row's speed-up is against the first setting, same run).
 Reports samples/s for a training step (forward + backward + AdamW) and for inference.
 """
 
@@ -27,12 +29,13 @@ from kagglekit.registry import MODELS  # noqa: E402
 FULL_CONFIGS = ["inversionnet", "unet", "hgnet_b2", "convnext_small", "caformer_b36"]
 
 
-def measure(cfg, batch: int, steps: int, device: torch.device) -> tuple[float, float, float]:
+def measure(cfg, batch: int, steps: int, device: torch.device, amp: str) -> tuple[float, float, float]:
+    torch.manual_seed(0)
     model = MODELS.build(cfg.model.name, **cfg.model.kwargs).to(device)
     if cfg.train.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    dtype = amp_dtype(cfg.train.amp, device)
-    autocast = (lambda: torch.autocast("cuda", dtype=dtype)) if dtype else nullcontext
+    dtype = amp_dtype(amp, device)
+    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else nullcontext
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = (torch.randn(batch, 5, 1000, 70, device=device) * 5).half()
     y = torch.rand(batch, 70, 70, device=device) * 3000 + 1500
@@ -75,16 +78,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--configs", nargs="*", default=FULL_CONFIGS)
+    parser.add_argument("--amp", nargs="*", choices=["auto", "bf16", "fp16", "off"], help="settings to compare (default: the config's)")
     args = parser.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; batch {args.batch}; input (B, 5, 1000, 70) fp16 -> model")
-    print("| config | model | params (M) | train samples/s | inference samples/s |")
-    print("|---|---|---:|---:|---:|")
+    print("| config | model | amp | params (M) | train samples/s | inference samples/s | train / infer speed-up |")
+    print("|---|---|---|---:|---:|---:|---:|")
     for cfg_name in args.configs:
         cfg = load_config(ROOT / "configs" / "fwi" / f"{cfg_name}.yaml")
-        params, train_rate, infer_rate = measure(cfg, args.batch, args.steps, device)
-        print(f"| {cfg_name} | {cfg.model.name} | {params:.1f} | {train_rate:.2f} | {infer_rate:.2f} |", flush=True)
+        first = None
+        for amp in args.amp or [cfg.train.amp]:
+            params, train_rate, infer_rate = measure(cfg, args.batch, args.steps, device, amp)
+            first = first or (train_rate, infer_rate)
+            speedup = f"{train_rate / first[0]:.2f}x / {infer_rate / first[1]:.2f}x"
+            print(f"| {cfg_name} | {cfg.model.name} | {amp} | {params:.1f} | {train_rate:.2f} | {infer_rate:.2f} | {speedup} |", flush=True)
 
 
 if __name__ == "__main__":
