@@ -8,7 +8,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder, UnetDecoderBlock
+from segmentation_models_pytorch.decoders.unet.decoder import (
+    UnetDecoder,
+    UnetDecoderBlock,
+)
 
 from kagglekit.fwi.constants import DT, VMAX, VMIN
 

@@ -34,7 +34,7 @@ from kagglekit.fwi.constants import (
 )
 
 # the OpenFWI Ricker peaks at its centre sample (73 of 147, 1-based); the recorded data drops sample 0
-WAVELET_DELAY = int(math.floor(2.2 / RICKER_FREQ / DT / 2)) - 1
+WAVELET_DELAY = math.floor(2.2 / RICKER_FREQ / DT / 2) - 1
 
 
 def diffraction_sample_index(v_ref: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,7 +21,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kagglekit.fwi.constants import N_RECEIVERS, SOURCE_COLUMNS
-from kagglekit.fwi.models.common import bound_velocity, ceil_to, coordinate_grid, transform_seismic
+from kagglekit.fwi.models.common import (
+    bound_velocity,
+    ceil_to,
+    coordinate_grid,
+    transform_seismic,
+)
 from kagglekit.fwi.models.migration import ConstantVelocityMigration
 from kagglekit.registry import MODELS
 
