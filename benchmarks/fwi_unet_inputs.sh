@@ -2,12 +2,13 @@
 # Ablation of the UNet's optional input channels on the embedded default (fold 0, the
 # small_unet recipe, 20 epochs each, ~5-6 minutes per run on the 2-core CPU). Prints one line per
 # variant: wall time, last epoch, train loss, validation MAE of the EMA weights.
-#   bash benchmarks/fwi_unet_inputs.sh                 # all variants (~60 minutes)
+#   bash benchmarks/fwi_unet_inputs.sh                 # all variants (~70 minutes)
 #   bash benchmarks/fwi_unet_inputs.sh coord midpoint  # some of them
 # Variants: base (small_unet.yaml as it is: time-gain input), seed1 (base with another seed: the
 # noise level), log1p and log1p_seed1 (the plain log1p input the gain replaced), and, on the log1p
 # input as first measured: coord, coord_seed1, midpoint, migration (with coord), batch8 (batch 8,
-# lr 2e-3); gain_migration adds the migration channels to the time-gain input.
+# lr 2e-3); gain_migration and gain_stem add the migration channels / a 16-channel learned time
+# stem to the time-gain input.
 # EXTRA adds overrides to every run, e.g.
 #   EXTRA="train.epochs=1" bash benchmarks/fwi_unet_inputs.sh coord   # a 1-epoch smoke run
 set -euo pipefail
@@ -26,9 +27,10 @@ declare -A OVERRIDES=(
   [log1p]="model.kwargs.input_transform=log1p"
   [log1p_seed1]="model.kwargs.input_transform=log1p train.seed=1"
   [gain_migration]="model.kwargs.migration_velocities=[2000,3000,4000]"
+  [gain_stem]="model.kwargs.time_stem=16 train.max_minutes=12"
 )
 VARIANTS=("$@")
-[ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=(log1p log1p_seed1 base seed1 coord coord_seed1 midpoint migration gain_migration batch8)
+[ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=(log1p log1p_seed1 base seed1 coord coord_seed1 midpoint migration gain_migration batch8 gain_stem)
 for V in "${VARIANTS[@]}"; do
   [ -n "${OVERRIDES[$V]+set}" ] || { echo "unknown variant '$V'; valid: ${!OVERRIDES[*]}" >&2; exit 2; }
   NAME="unet_inputs_$V"
