@@ -14,7 +14,6 @@ import argparse
 import platform
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -23,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 import kagglekit.fwi.models  # noqa: E402,F401
 from kagglekit.config import load_config  # noqa: E402
-from kagglekit.engine.fit import amp_dtype  # noqa: E402
+from kagglekit.engine.fit import amp_dtype, autocast  # noqa: E402
 from kagglekit.registry import MODELS  # noqa: E402
 
 FULL_CONFIGS = ["inversionnet", "unet", "hgnet_b2", "convnext_small", "caformer_b36"]
@@ -35,7 +34,6 @@ def measure(cfg, batch: int, steps: int, device: torch.device, amp: str) -> tupl
     if cfg.train.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     dtype = amp_dtype(amp, device)
-    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else nullcontext
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = (torch.randn(batch, 5, 1000, 70, device=device) * 5).half()
     y = torch.rand(batch, 70, 70, device=device) * 3000 + 1500
@@ -45,7 +43,7 @@ def measure(cfg, batch: int, steps: int, device: torch.device, amp: str) -> tupl
             torch.cuda.synchronize()
 
     def train_step():
-        with autocast():
+        with autocast(device, dtype):
             loss = (model(x) - y).abs().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -60,7 +58,7 @@ def measure(cfg, batch: int, steps: int, device: torch.device, amp: str) -> tupl
     sync()
     train_rate = batch * steps / (time.perf_counter() - t0)
     model.eval()
-    with torch.no_grad(), autocast():
+    with torch.no_grad(), autocast(device, dtype):
         model(x)
         sync()
         t0 = time.perf_counter()

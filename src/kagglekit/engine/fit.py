@@ -54,6 +54,11 @@ def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast context for `dtype` on the device's type; a no-op when dtype is None (fp32)."""
+    return torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+
+
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -99,10 +104,9 @@ def predict_loader(task: Task, model: torch.nn.Module, loader: DataLoader, ctx, 
     """Outputs and eval keys for every batch, on CPU."""
     model.eval()
     outputs, keys = [], {k: [] for k in task.eval_keys}
-    autocast = torch.autocast(ctx.device.type, dtype=dtype) if dtype else nullcontext()
     for batch in tqdm(loader, desc="valid", leave=False, disable=not progress):
         dev = _to_device(batch, ctx.device)
-        with autocast:
+        with autocast(ctx.device, dtype):
             out = task.forward(model, dev)
         outputs.append(out.float().cpu())
         for k in task.eval_keys:
@@ -198,7 +202,7 @@ def _fit(cfg: Config, fold: int, resume: bool, progress: bool, ctx, stop_after: 
             last_micro = (i + 1) % cfg.train.accum_steps == 0 or i + 1 == len(loader)
             sync = nullcontext() if (last_micro or not ctx.enabled) else train_model.no_sync()
             with sync:
-                with torch.autocast(ctx.device.type, dtype=dtype) if dtype else nullcontext():
+                with autocast(ctx.device, dtype):
                     output = task.forward(train_model, batch)
                     terms = task.loss(output, batch)
                 scaler.scale(terms["loss"] / cfg.train.accum_steps).backward()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from tqdm.auto import tqdm
 
 from kagglekit.config import load_config
 from kagglekit.engine.checkpoint import load_checkpoint
-from kagglekit.engine.fit import amp_dtype
+from kagglekit.engine.fit import amp_dtype, autocast
 from kagglekit.fwi.data.datasets import FWITestDataset
 from kagglekit.fwi.data.flip import flip_seismic, flip_velocity
 from kagglekit.io import atomic_path, atomic_write_text
@@ -66,7 +65,7 @@ def predict_runs(
         with atomic_path(target) as tmp:
             preds = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(dataset), 70, 70))
             for batch in tqdm(loader, desc=f"predict {cfg.name}/{run_dir.name}", disable=not progress):
-                with torch.autocast(dev.type, dtype=dtype) if dtype else nullcontext():
+                with autocast(dev, dtype):
                     out = predict_model(model, batch["seismic"].to(dev, non_blocking=True), tta_flip)
                 preds[batch["position"].numpy()] = out.cpu().numpy().astype(np.float16)
             preds.flush()

@@ -15,7 +15,6 @@ the UNet's skip connections carry it straight to the output.
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
@@ -28,13 +27,12 @@ from kagglekit.fwi.constants import (
     N_RECEIVERS,
     N_TIME,
     RECEIVER_DEPTH_ROW,
-    RICKER_FREQ,
     SOURCE_COLUMNS,
     SOURCE_DEPTH_ROW,
 )
+from kagglekit.fwi.physics.simulate import recorded_peak_sample
 
-# the OpenFWI Ricker peaks at its centre sample (73 of 147, 1-based); the recorded data drops sample 0
-WAVELET_DELAY = math.floor(2.2 / RICKER_FREQ / DT / 2) - 1
+WAVELET_DELAY = recorded_peak_sample()  # 72: zero-time of an arrival in the recorded samples
 
 
 def diffraction_sample_index(v_ref: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,7 @@
 """UNet on a time-pooled input (the float16 UNet notebook recipe), any smp or timm encoder.
 
 Time axis average-pooled by `time_pool` (14: 1000 -> 71 rows, cropped to 70), padded to the
-encoder's multiple, smp.Unet, cropped back to 70 x 70. Two optional input extras:
+encoder's multiple, smp.Unet, cropped back to 70 x 70. Optional input extras:
 - `time_stem`: channels of a learned time filter run at 2 ms before the pooling (the plain
   average keeps only the low band of a 15 Hz wavelet sampled at 1 ms);
 - `coord_channels`: row (time) and column (receiver) coordinates, so the encoder knows where the
