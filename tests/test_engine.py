@@ -13,12 +13,17 @@ import torch
 
 from kagglekit.config import load_config
 from kagglekit.engine.checkpoint import CheckpointError, load_checkpoint
-from kagglekit.engine.fit import fit, predict_loader, _loader
+from kagglekit.engine.amp import amp_dtype
+from kagglekit.engine.fit import fit, make_loader, predict_loader
 from kagglekit.engine.distributed import DistContext
 from kagglekit.engine.task import build_task
-from kagglekit.fwi.data.convert import convert
+from kagglekit.fwi.data.convert import convert, recompute_folds
+from kagglekit.fwi.metrics import sample_mae
 
 ROOT = Path(__file__).resolve().parents[1]
+# tiny_unet, 10 epochs on 64 training samples reaches 582 m/s against 767 for the training mean
+# map (0.76) and 832 for the untrained model (0.70): the bars below leave ~5% of margin.
+MEAN_MAP_RATIO = 0.8
 CONFIGS = ROOT / "configs" / "fwi"
 
 
@@ -37,8 +42,12 @@ def test_short_run_lowers_validation_mae_and_writes_run_folder(converted, tmp_pa
     _, valid = task.datasets(0)
     torch.manual_seed(cfg.train.seed)
     untrained = task.build_model()
-    outputs, keys = predict_loader(task, untrained, _loader(valid, cfg, DistContext(), 0, False), DistContext(), None, False)
+    outputs, keys = predict_loader(task, untrained, make_loader(valid, cfg, DistContext(), 0, False), DistContext(), None, False)
     mae_before = task.evaluate(outputs, keys)["mae"]
+    train, _ = task.datasets(0)
+    velocity_all = np.load(converted / "velocity.npy")
+    mean_map = velocity_all[train.sample_ids].mean(axis=0)  # the best constant prediction's stand-in
+    mae_mean_map = float(sample_mae(np.broadcast_to(mean_map, keys["velocity"].shape), keys["velocity"].numpy()).mean())
 
     run = fit(cfg, fold=0, progress=False)
     assert run == tmp_path / "runs" / "tiny_unet" / "fold0"
@@ -47,16 +56,18 @@ def test_short_run_lowers_validation_mae_and_writes_run_folder(converted, tmp_pa
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, 11))
     best = min(r["valid/mae"] for r in records)
-    assert best < 0.85 * mae_before, (best, mae_before)
+    assert best < 0.75 * mae_before, (best, mae_before)
+    assert best < MEAN_MAP_RATIO * mae_mean_map, (best, mae_mean_map)
+    assert all(r["valid/mae"] != r["valid/mae_all_columns"] for r in records)  # the Kaggle metric: odd columns
     assert {"valid/mae/FlatVel_A", "valid/mae/Style_B"} <= set(records[0])
     oof = np.load(run / "oof.npy")
     ids = pd.read_csv(run / "oof_ids.csv")
     assert oof.dtype == np.float16 and oof.shape == (len(valid), 70, 70) and len(ids) == len(valid)
     index = pd.read_csv(converted / "index.csv")
     assert set(ids["sample_id"]) == set(index.loc[index["fold"] == 0, "sample_id"])
-    # the saved OOF reproduces the best epoch's MAE
-    velocity = np.load(converted / "velocity.npy")[ids["sample_id"].to_numpy()]
-    assert abs(np.abs(oof.astype(np.float32) - velocity).mean() - best) < 1.0
+    # the saved OOF reproduces the best epoch's Kaggle MAE (odd columns)
+    velocity = velocity_all[ids["sample_id"].to_numpy()]
+    assert abs(sample_mae(oof, velocity).mean() - best) < 1.0
     assert load_config(run / "config.yaml") == cfg
 
 
@@ -89,6 +100,43 @@ def test_resume_matches_uninterrupted_run(converted, tmp_path):
     for la, lb in zip(lines_a, lines_b):
         ra, rb = json.loads(la), json.loads(lb)
         assert ra["valid/mae"] == pytest.approx(rb["valid/mae"], abs=1e-3)
+
+
+def test_resume_refuses_changed_folds(converted, tmp_path):
+    import shutil
+
+    conv = tmp_path / "conv"
+    shutil.copytree(converted, conv)
+    cfg = cfg_for("tiny_inversionnet", conv, tmp_path, "train.epochs=2")
+    fit(cfg, fold=0, progress=False, stop_after=1)
+    recompute_folds(conv, n_folds=5, seed=7)
+    with pytest.raises(CheckpointError, match="another fold assignment"):
+        fit(cfg, fold=0, resume=True, progress=False)
+
+
+def test_time_budget_anneals_the_schedule(converted, tmp_path):
+    # a budget far below what 50 epochs take: the run stops early, but with the lr annealed
+    cfg = cfg_for("tiny_inversionnet", converted, tmp_path, "train.epochs=50", "train.max_minutes=0.05", "train.min_lr_ratio=0.01")
+    run = fit(cfg, fold=0, progress=False)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) < 50 and records[-1]["budget_spent"]
+    assert records[-1]["lr"] == pytest.approx(cfg.train.lr * 0.01, rel=1e-6)
+    assert records[-1]["epochs_done"] <= len(records)
+    last = load_checkpoint(run / "last.pt")
+    assert last["schedule"]["progress"] == 1.0
+
+
+def test_progress_in_a_log_file_has_no_carriage_returns(converted, tmp_path):
+    cfg = cfg_for("tiny_inversionnet", converted, tmp_path, "train.epochs=2")
+    log = tmp_path / "train.log"
+    cmd = [sys.executable, "-m", "kagglekit.cli", "train", str(CONFIGS / "tiny_inversionnet.yaml"), "--fold", "0",
+           f"data.root={converted}", f"out_dir={tmp_path / 'runs'}", "train.epochs=2", "train.batch_size=4"]
+    with open(log, "w") as f:
+        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=True, timeout=300)
+    text = log.read_text()
+    assert "\r" not in text
+    bar_lines = [line for line in text.splitlines() if line.startswith("epoch 1/2:")]
+    assert 1 <= len(bar_lines) <= 11 and "100%" in bar_lines[-1]  # one line per 10%, ending at 100%
 
 
 def test_corrupt_checkpoint_is_named(converted, tmp_path):
@@ -134,8 +182,6 @@ def test_ddp_two_processes_gloo(converted, tmp_path):
 
 
 def test_cpu_bf16_autocast_is_opt_in_and_trains(converted, tmp_path):
-    from kagglekit.engine.fit import amp_dtype
-
     cpu = torch.device("cpu")
     assert amp_dtype("auto", cpu) is None and amp_dtype("fp16", cpu) is None
     assert amp_dtype("bf16", cpu) == torch.bfloat16

@@ -1,65 +1,34 @@
 """Typed experiment configs: YAML -> validated pydantic objects, dotted overrides, saved resolved.
 
-Unknown keys and wrong types fail with the file and the dotted key named. A config never
+The core sections (model, train, out_dir) live here; `data` belongs to the task, whose registered
+schema validates it. Unknown keys and wrong types fail with the file and the dotted key named. A config never
 mutates a shared default: every load builds fresh objects.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, create_model
 
+from kagglekit.errors import UserError
 from kagglekit.io import atomic_write_text
 
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file or override is invalid; the message names the file and the key."""
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class FWIDataConfig(Strict):
-    kind: Literal["fwi"] = "fwi"
-    root: str = Field("data/synthetic/converted", description="folder written by `kagglekit fwi convert`")
-    flip_prob: float = Field(0.5, ge=0.0, le=1.0)
-    num_workers: int = Field(0, ge=0)
-    max_train_samples: int | None = Field(None, ge=1, description="cap on training samples (tiny runs)")
-
-
-class AugmentStep(Strict):
-    """One albumentations transform: `{name: HorizontalFlip, params: {p: 0.5}}`."""
-
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class VisionDataConfig(Strict):
-    kind: Literal["vision"] = "vision"
-    dataset: Literal["fashion_mnist", "digits", "cifar10", "hirise", "folder"] = "fashion_mnist"
-    root: str = "/usr/share/datasets/fashion-mnist"
-    labels_csv: str | None = Field(None, description="dataset 'folder': CSV with id,label")
-    n_folds: int = Field(5, ge=2)
-    fold_seed: int = 0
-    holdout: float = Field(0.0, ge=0.0, lt=1.0)
-    val_split_as_fold: bool = Field(False, description="HiRISE: use the official val split as the validation fold")
-    image_size: int | None = Field(None, ge=8, description="resize to a square of this size")
-    augment: list[AugmentStep] = Field(default_factory=list)
-    mean: float = 0.5
-    std: float = 0.25
-    tta_flip: bool = False
-    num_workers: int = Field(0, ge=0)
-    max_train_samples: int | None = Field(None, ge=1)
-    hirise_dedupe: bool = True
-    hirise_originals_only: bool = False
 
 
 class ModelConfig(Strict):
@@ -69,10 +38,18 @@ class ModelConfig(Strict):
     qat_bits: int | None = Field(None, ge=2, le=8, description="quantisation-aware training of weights (vision)")
 
 
+class AugmentStep(Strict):
+    """One albumentations transform: `{name: HorizontalFlip, params: {p: 0.5}}`."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(16, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-2, ge=0)
     warmup_epochs: float = Field(0.0, ge=0)
@@ -81,10 +58,12 @@ class TrainConfig(Strict):
     accum_steps: int = Field(1, ge=1)
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     ema_decay: float | None = Field(0.99, gt=0, lt=1)
-    loss: str = "l1"
+    loss: str = Field("l1", description="loss by name (kagglekit.losses.LOSSES); a task may set its own default")
     compile: bool = False
     seed: int = 0
-    max_minutes: float | None = Field(None, gt=0, description="stop training after this wall time")
+    max_minutes: float | None = Field(
+        None, gt=0, description="wall-time budget: the schedule anneals by the larger of step and time progress"
+    )
     channels_last: bool = False
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     optimizer: Literal["adamw", "sgd"] = "adamw"
@@ -92,19 +71,38 @@ class TrainConfig(Strict):
 
 
 class Config(Strict):
+    """The core of every config; `data` is the task's own schema (see `config_class`)."""
+
     name: str
-    task: Literal["fwi", "vision"] = "fwi"
-    data: FWIDataConfig | VisionDataConfig = Field(default_factory=FWIDataConfig, discriminator="kind")
+    task: str = Field(description="registered task: its schema checks `data`, its code trains")
+    data: SerializeAsAny[Strict]
     model: ModelConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     out_dir: str = "runs"
 
-    @model_validator(mode="before")
-    @classmethod
-    def _data_kind_follows_task(cls, values: Any) -> Any:
-        if isinstance(values, dict) and isinstance(values.get("data"), dict):
-            values["data"] = {"kind": values.get("task", "fwi"), **values["data"]}
-        return values
+
+@functools.cache
+def config_class(task: str) -> type[Config]:
+    """Config with `data` typed by the task's schema (one class per task, built once)."""
+    from kagglekit.engine.task import get_task
+
+    spec = get_task(task)
+    return create_model(
+        f"{spec.data_config.__name__.removesuffix('DataConfig')}Config",
+        __base__=Config,
+        data=(spec.data_config, Field(default_factory=spec.data_config)),
+    )
+
+
+def _merge_defaults(defaults: dict, values: dict) -> dict:
+    """`values` over `defaults`, section by section (a new dict; neither input changes)."""
+    out = copy.deepcopy(defaults)
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge_defaults(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any, source: str) -> None:
@@ -136,19 +134,26 @@ def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid config"]
     for e in err.errors():
         loc = [str(p) for p in e["loc"]]
-        if len(loc) > 1 and loc[0] == "data" and loc[1] in ("fwi", "vision"):
-            loc.pop(1)  # the union's tag, not a key of the file
         key = ".".join(loc)
         lines.append(f"  {key}: {e['msg']} (found {e.get('input')!r})")
     return "\n".join(lines)
 
 
 def config_from_dict(data: dict, source: str = "<dict>", overrides: list[str] | None = None) -> Config:
-    data = dict(data)
+    """Validate a config dict (never modified) with dotted overrides applied, under the task's defaults."""
+    data = copy.deepcopy(data)
     for key, value in parse_overrides(overrides or []):
         _set_dotted(data, key, value, source)
+    task = data.get("task")
+    if not isinstance(task, str):
+        raise ConfigError(f"{source}: invalid config\n  task: required, one of the registered tasks (found {task!r})")
+    from kagglekit.engine.task import TASKS
+
+    if task not in TASKS:
+        raise ConfigError(f"{source}: invalid config\n  task: unknown task {task!r}; registered: {', '.join(TASKS.names())}")
+    data = _merge_defaults(TASKS.get(task).defaults, data)
     try:
-        return Config.model_validate(data)
+        return config_class(task).model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from None
 

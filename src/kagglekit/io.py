@@ -1,4 +1,8 @@
-"""Atomic file outputs: write to a temporary name in the same folder, then rename."""
+"""Atomic file outputs (temporary name in the same folder, then rename) and the ids sidecar.
+
+Every output kagglekit writes goes through here: files via `atomic_path`, whole folders via
+`atomic_dir` (built in `.<name>.partial/`, renamed into place when complete).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from kagglekit.errors import UserError
 
 
 @contextlib.contextmanager
@@ -28,6 +34,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                 tmp.unlink()
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty `.<name>.partial/` sibling folder; on success it becomes `path` (which must be
+    absent or empty), on error it stays for inspection and the next run starts it afresh."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)  # leftovers of an interrupted run
+    partial.mkdir(parents=True)
+    yield partial
+    if path.exists():
+        path.rmdir()  # an empty folder; a non-empty one raises instead of being overwritten
+    os.replace(partial, path)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -44,3 +65,25 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def write_ids(path: str | os.PathLike, ids: list[str]) -> None:
+    """The ids sidecar of a prediction file: one id per line, in the array's row order."""
+    atomic_write_text(path, "\n".join(ids) + "\n")
+
+
+def read_ids(path: str | os.PathLike) -> list[str]:
+    """Read an ids sidecar (`ids.txt`: one id per line); duplicates and an empty file are errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: ids file not found (expected one id per line, as `predict` writes it)")
+    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise UserError(f"{path}: no ids (expected one id per line)")
+    if "," in ids[0]:
+        raise UserError(f"{path}: expected one id per line, found a CSV row {ids[0]!r}")
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))
+        raise UserError(f"{path}: duplicate id {dup!r}")
+    return ids

@@ -1,13 +1,12 @@
-"""Regression losses (pred, target) -> scalar, by name. The physics misfit joins as one more term."""
+"""Losses (output, target) -> scalar, by name: the supervised term of a task's loss."""
 
 from __future__ import annotations
 
-from typing import Callable
-
-import torch
 import torch.nn.functional as F
 
-from kagglekit.registry import LOSSES
+from kagglekit.registry import Registry
+
+LOSSES = Registry("loss")
 
 
 @LOSSES.register("l1")
@@ -25,5 +24,6 @@ def smooth_l1(beta: float = 10.0):
     return lambda pred, target: F.smooth_l1_loss(pred.float(), target.float(), beta=beta)
 
 
-def build_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    return LOSSES.build(name)
+@LOSSES.register("cross_entropy")
+def cross_entropy(label_smoothing: float = 0.0):
+    return lambda logits, labels: F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import torch
 
+from kagglekit.errors import UserError
 from kagglekit.io import atomic_torch_save
 
 
-class CheckpointError(RuntimeError):
-    pass
+class CheckpointError(UserError):
+    """A checkpoint is missing, unreadable, or not the kind expected."""
 
 
 def save_checkpoint(state: dict, path: Path) -> None:

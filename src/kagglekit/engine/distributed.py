@@ -61,10 +61,10 @@ def mean_across(value: float, ctx: DistContext) -> float:
     return sum(gather(value, ctx)) / ctx.world_size
 
 
-def broadcast_flag(flag: bool, ctx: DistContext) -> bool:
-    """Rank 0's decision, on every rank (e.g. the wall-time stop)."""
+def broadcast_value(value: float, ctx: DistContext) -> float:
+    """Rank 0's value on every rank (e.g. its clock, so that a time budget moves all ranks alike)."""
     if not ctx.enabled:
-        return flag
-    box = [flag]
+        return value
+    box = [value]
     dist.broadcast_object_list(box, src=0)
-    return bool(box[0])
+    return float(box[0])

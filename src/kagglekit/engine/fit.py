@@ -1,9 +1,9 @@
 """fit(cfg, fold): the one training loop for every task.
 
-AdamW + warmup/cosine, gradient accumulation and clipping, AMP (bf16, or fp16 with a scaler) on
-CUDA, EMA (timm ModelEmaV3; validation and best.pt use the EMA weights), DDP under torchrun
-(gloo on CPU), per-epoch validation, metrics.jsonl, atomic best.pt / last.pt, out-of-fold
-predictions, and --resume from last.pt that reproduces an uninterrupted run on CPU.
+AdamW or SGD with warmup + cosine by progress (engine/schedule.py), gradient accumulation and
+clipping, AMP (engine/amp.py), EMA (timm ModelEmaV3; validation and best.pt use the EMA weights),
+DDP under torchrun (gloo on CPU), per-epoch validation, metrics.jsonl, atomic best.pt / last.pt,
+out-of-fold predictions, and --resume from last.pt that reproduces an uninterrupted run on CPU.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 import random
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,43 +21,23 @@ import torch
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
 
 from kagglekit.config import Config, save_config
 from kagglekit.engine import distributed
-from kagglekit.engine.checkpoint import load_checkpoint, save_checkpoint
-from kagglekit.engine.schedule import warmup_cosine
+from kagglekit.engine.amp import amp_dtype, autocast, grad_scaler
+from kagglekit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from kagglekit.engine.runs import run_dir_for
+from kagglekit.engine.schedule import ProgressSchedule
 from kagglekit.engine.task import Task, build_task
+from kagglekit.engine.tta import predict_batch
 from kagglekit.io import atomic_save_npy, atomic_write_text
-
-
-def run_dir_for(cfg: Config, fold: int) -> Path:
-    return Path(cfg.out_dir) / cfg.name / ("full" if fold == -1 else f"fold{fold}")
+from kagglekit.progress import progress_bar
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: on CUDA bf16 where supported (else fp16) unless set; on CPU only an explicit
-    `bf16` (oneDNN bf16 kernels; worth it on CPUs with AVX512-BF16 / AMX)."""
-    if setting == "off":
-        return None
-    if device.type != "cuda":
-        return torch.bfloat16 if setting == "bf16" else None
-    if setting == "fp16":
-        return torch.float16
-    if setting == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    """Autocast context for `dtype` on the device's type; a no-op when dtype is None (fp32)."""
-    return torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
 
 
 def _rng_state() -> dict:
@@ -78,14 +59,13 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def _loader(dataset, cfg: Config, ctx, epoch: int, train: bool) -> DataLoader:
+def make_loader(dataset, cfg: Config, ctx, epoch: int, train: bool) -> DataLoader:
+    """This rank's share of `dataset`; a training order that depends only on (seed, epoch)."""
     bs = cfg.train.batch_size if train else (cfg.train.eval_batch_size or cfg.train.batch_size)
     if train:
-        # the order depends only on (seed, epoch): resumed runs see the same batches
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.train.seed * 1000 + epoch))
         per_rank = len(order) // ctx.world_size  # equal shards so that DDP steps stay in lockstep
-        shard = order[ctx.rank * per_rank : (ctx.rank + 1) * per_rank].tolist()
-        dataset = Subset(dataset, shard)
+        dataset = Subset(dataset, order[ctx.rank * per_rank : (ctx.rank + 1) * per_rank].tolist())
     else:
         dataset = Subset(dataset, list(range(ctx.rank, len(dataset), ctx.world_size)))
     return DataLoader(
@@ -93,22 +73,20 @@ def _loader(dataset, cfg: Config, ctx, epoch: int, train: bool) -> DataLoader:
         batch_size=bs,
         shuffle=False,
         drop_last=train and len(dataset) >= bs,
-        num_workers=cfg.data.num_workers,
+        num_workers=cfg.train.num_workers,
         pin_memory=ctx.device.type == "cuda",
-        persistent_workers=False,
     )
 
 
 @torch.no_grad()
-def predict_loader(task: Task, model: torch.nn.Module, loader: DataLoader, ctx, dtype, progress: bool):
-    """Outputs and eval keys for every batch, on CPU."""
+def predict_loader(task: Task, model: torch.nn.Module, loader: DataLoader, ctx, dtype, progress: bool, tta: bool = False):
+    """Outputs (on CPU) and the task's eval keys for every batch of `loader`."""
     model.eval()
     outputs, keys = [], {k: [] for k in task.eval_keys}
-    for batch in tqdm(loader, desc="valid", leave=False, disable=not progress):
-        dev = _to_device(batch, ctx.device)
+    for batch in progress_bar(loader, desc="valid", leave=False, disable=not progress):
         with autocast(ctx.device, dtype):
-            out = task.forward(model, dev)
-        outputs.append(out.float().cpu())
+            out = predict_batch(task, model, _to_device(batch, ctx.device), tta)
+        outputs.append(out.cpu())
         for k in task.eval_keys:
             keys[k].append(batch[k])
     if not outputs:
@@ -123,6 +101,48 @@ def _gather_predictions(outputs, keys, ctx):
     return outputs, keys
 
 
+@dataclass
+class _Run:
+    """Everything one fit() call trains with; the steps below read and advance it."""
+
+    cfg: Config
+    fold: int
+    ctx: distributed.DistContext
+    progress: bool
+    run_dir: Path
+    task: Task
+    train_set: object
+    valid_set: object
+    model: torch.nn.Module
+    train_model: torch.nn.Module
+    ema: ModelEmaV3 | None
+    optimizer: torch.optim.Optimizer
+    schedule: ProgressSchedule
+    scaler: torch.amp.GradScaler
+    dtype: torch.dtype | None
+    fold_signature: str
+    epoch: int = 0  # the next epoch to train (0-based)
+    global_step: int = 0
+    best_score: float = -math.inf
+    elapsed_before: float = 0.0  # training seconds of earlier sessions (resume)
+    t_start: float = 0.0
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.task.greater_is_better else -1.0
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.time() - self.t_start
+
+    def log(self, message: str) -> None:
+        if self.ctx.is_main:
+            print(f"[kagglekit] {message}", flush=True)
+
+
 def fit(cfg: Config, fold: int, resume: bool = False, progress: bool = True, stop_after: int | None = None) -> Path:
     """Train `cfg` on `fold` (validate on it; -1 = all folds, validate on the holdout). Returns the run folder.
 
@@ -131,14 +151,26 @@ def fit(cfg: Config, fold: int, resume: bool = False, progress: bool = True, sto
     """
     ctx = distributed.setup()
     try:
-        return _fit(cfg, fold, resume, progress and ctx.is_main, ctx, stop_after)
+        run = _set_up(cfg, fold, resume, progress and ctx.is_main, ctx)
+        first_epoch = run.epoch
+        while run.epoch < cfg.train.epochs and not run.schedule.done:
+            train_loss, epochs_done = _train_epoch(run)
+            metrics, outputs, keys = _validate(run)
+            _save_epoch(run, train_loss, epochs_done, metrics, outputs, keys)
+            run.epoch += 1
+            if stop_after is not None and run.epoch >= stop_after and run.epoch < cfg.train.epochs and not run.schedule.done:
+                run.log(f"paused after epoch {run.epoch} (--stop-after); continue with --resume")
+                return run.run_dir
+        _finish(run, trained_now=run.epoch > first_epoch)
+        return run.run_dir
     finally:
         distributed.teardown(ctx)
 
 
-def _fit(cfg: Config, fold: int, resume: bool, progress: bool, ctx, stop_after: int | None = None) -> Path:
+def _set_up(cfg: Config, fold: int, resume: bool, progress: bool, ctx) -> _Run:
+    """Task, data, model, EMA, optimizer, schedule, scaler; the state of last.pt when resuming."""
     run_dir = run_dir_for(cfg, fold)
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    last_path = run_dir / "last.pt"
     if last_path.exists() and not resume:
         raise FileExistsError(f"{run_dir}: already holds a run; pass --resume to continue it or delete the folder")
     seed_everything(cfg.train.seed)
@@ -152,144 +184,174 @@ def _fit(cfg: Config, fold: int, resume: bool, progress: bool, ctx, stop_after: 
     if cfg.train.compile:
         train_model = torch.compile(train_model)
     if cfg.train.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum, nesterov=True, weight_decay=cfg.train.weight_decay)
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum, nesterov=True, weight_decay=cfg.train.weight_decay
+        )
     else:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     batches_per_epoch = (len(train_set) // ctx.world_size) // cfg.train.batch_size or 1
     steps_per_epoch = math.ceil(batches_per_epoch / cfg.train.accum_steps)
-    scheduler = warmup_cosine(
+    schedule = ProgressSchedule(
         optimizer,
         total_steps=steps_per_epoch * cfg.train.epochs,
         warmup_steps=int(cfg.train.warmup_epochs * steps_per_epoch),
         min_lr_ratio=cfg.train.min_lr_ratio,
     )
     dtype = amp_dtype(cfg.train.amp, ctx.device)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    sign = 1.0 if task.greater_is_better else -1.0
-    start_epoch, best_score, global_step = 0, -math.inf, 0
-
+    run = _Run(cfg, fold, ctx, progress, run_dir, task, train_set, valid_set, model, train_model, ema, optimizer,
+               schedule, grad_scaler(ctx.device, dtype), dtype, task.fold_signature())
     if resume and last_path.exists():
-        state = load_checkpoint(last_path, required=("model", "optimizer", "scheduler", "epoch"))
-        model.load_state_dict(state["model"])
-        if ema is not None and state.get("ema") is not None:
-            ema.module.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, best_score, global_step = state["epoch"] + 1, state["best_score"], state["global_step"]
-        _set_rng_state(state["rng"])
-        if ctx.is_main:
-            print(f"[kagglekit] resumed {last_path} at epoch {start_epoch}/{cfg.train.epochs}")
+        _restore(run, last_path)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
-        print(
-            f"[kagglekit] {cfg.name} fold {fold}: {len(train_set)} train / {len(valid_set) if valid_set else 0} valid, "
-            f"model {cfg.model.name} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params), "
-            f"device {ctx.device}, world {ctx.world_size}, amp {dtype}"
+    n_params = sum(p.numel() for p in model.parameters()) / 1e6
+    run.log(
+        f"{cfg.name} fold {fold}: {len(train_set)} train / {len(valid_set) if valid_set else 0} valid, "
+        f"model {cfg.model.name} ({n_params:.2f}M params), device {ctx.device}, world {ctx.world_size}, amp {dtype}"
+    )
+    run.t_start = time.time()
+    return run
+
+
+def _restore(run: _Run, last_path: Path) -> None:
+    state = load_checkpoint(last_path, required=("model", "optimizer", "schedule", "epoch", "fold_signature"))
+    if state["fold_signature"] != run.fold_signature:
+        raise CheckpointError(
+            f"{last_path}: trained on another fold assignment (fold signature {state['fold_signature'][:12]} vs "
+            f"{run.fold_signature[:12]} now); the folds changed since this run started: restore them or start a new run"
         )
+    run.model.load_state_dict(state["model"])
+    if run.ema is not None and state.get("ema") is not None:
+        run.ema.module.load_state_dict(state["ema"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.schedule.load_state_dict(state["schedule"])
+    run.scaler.load_state_dict(state["scaler"])
+    run.epoch, run.best_score, run.global_step = state["epoch"] + 1, state["best_score"], state["global_step"]
+    run.elapsed_before = state.get("elapsed_s", 0.0)
+    _set_rng_state(state["rng"])
+    run.log(f"resumed {last_path} at epoch {run.epoch + 1}/{run.cfg.train.epochs}")
 
-    t_start = time.time()
-    stop = False
-    for epoch in range(start_epoch, cfg.train.epochs):
-        train_model.train()
-        loader = _loader(train_set, cfg, ctx, epoch, train=True)
-        running, n_seen = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, mininterval=1.0)
-        optimizer.zero_grad(set_to_none=True)
-        for i, batch in enumerate(bar):
-            batch = _to_device(batch, ctx.device)
-            last_micro = (i + 1) % cfg.train.accum_steps == 0 or i + 1 == len(loader)
-            sync = nullcontext() if (last_micro or not ctx.enabled) else train_model.no_sync()
-            with sync:
-                with autocast(ctx.device, dtype):
-                    output = task.forward(train_model, batch)
-                    terms = task.loss(output, batch)
-                scaler.scale(terms["loss"] / cfg.train.accum_steps).backward()
-            if last_micro:
-                if cfg.train.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                global_step += 1
-                if ema is not None:
-                    ema.update(model, step=global_step)
-            loss_value = float(terms["loss"].detach())
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"{cfg.name} fold {fold}: loss became {loss_value} at epoch {epoch + 1}, batch {i}")
-            running += loss_value
-            n_seen += 1
-            bar.set_postfix(loss=f"{running / n_seen:.2f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            over_time = cfg.train.max_minutes is not None and time.time() - t_start > cfg.train.max_minutes * 60
-            if distributed.broadcast_flag(over_time, ctx):
-                stop = True
-                break
-        train_loss = distributed.mean_across(running / max(1, n_seen), ctx)
 
-        eval_model = ema.module if ema is not None else model
-        metrics, outputs, keys = {}, None, None
-        if valid_set is not None:
-            outputs, keys = predict_loader(task, eval_model, _loader(valid_set, cfg, ctx, epoch, train=False), ctx, dtype, progress)
-            outputs, keys = _gather_predictions(outputs, keys, ctx)
-            metrics = task.evaluate(outputs, keys)
-        score = sign * metrics[task.primary_metric] if metrics else float(epoch)
-        improved = score > best_score
-        if improved:
-            best_score = score
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "lr": scheduler.get_last_lr()[0],
-            "elapsed_s": round(time.time() - t_start, 1),
-            "best": improved,
-            "stopped_on_time": stop,
-            **{f"valid/{k}": v for k, v in metrics.items()},
-        }
-        if ctx.is_main:
-            with open(run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            summary = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if "/" not in k)
-            print(f"[kagglekit] epoch {epoch + 1}: train loss {train_loss:.2f}, {summary}{' (best)' if improved else ''}")
-            if improved:
-                save_checkpoint(
-                    {"model": eval_model.state_dict(), "epoch": epoch, "metrics": metrics, "config": cfg.model_dump(mode="json")},
-                    best_path,
-                )
-                if outputs is not None:
-                    oof, ids = task.oof(outputs, keys)
-                    atomic_save_npy(run_dir / "oof.npy", oof)
-                    atomic_write_text(run_dir / "oof_ids.csv", ids.to_csv(index=False))
-            save_checkpoint(
-                {
-                    "model": model.state_dict(),
-                    "ema": ema.module.state_dict() if ema is not None else None,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch,
-                    "global_step": global_step,
-                    "best_score": best_score,
-                    "rng": _rng_state(),
-                    "config": cfg.model_dump(mode="json"),
-                },
-                last_path,
-            )
-        if stop:
-            if ctx.is_main:
-                print(f"[kagglekit] stopped after {cfg.train.max_minutes} min (train.max_minutes)")
-            break
-        if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < cfg.train.epochs:
-            if ctx.is_main:
-                print(f"[kagglekit] paused after epoch {epoch + 1} (--stop-after); continue with --resume")
-            break
-    finished = start_epoch < cfg.train.epochs and (stop or epoch + 1 >= cfg.train.epochs)  # trained to the end now
-    if ctx.is_main and best_path.exists() and finished and hasattr(task, "after_fit"):
-        task.after_fit(run_dir)
-    if ctx.is_main and best_path.exists():
-        best = load_checkpoint(best_path, required=("metrics",))
-        if best["metrics"]:
-            print(f"[kagglekit] best epoch {best['epoch'] + 1} of {run_dir}:\n{task.report(best['metrics'])}")
-    return run_dir
+def _progress(run: _Run) -> float:
+    """Schedule progress: the larger of the step fraction and (under a budget) the time fraction."""
+    steps = run.global_step / run.schedule.total_steps
+    if run.cfg.train.max_minutes is None:
+        return steps
+    elapsed = distributed.broadcast_value(run.elapsed(), run.ctx)  # rank 0's clock, so all ranks agree
+    return max(steps, elapsed / (run.cfg.train.max_minutes * 60))
+
+
+def _train_epoch(run: _Run) -> tuple[float, float]:
+    """One pass over this epoch's batches (or until the schedule ends); (mean loss, epochs done)."""
+    cfg, ctx = run.cfg, run.ctx
+    run.train_model.train()
+    loader = make_loader(run.train_set, cfg, ctx, run.epoch, train=True)
+    running, n_seen = 0.0, 0
+    bar = progress_bar(loader, desc=f"epoch {run.epoch + 1}/{cfg.train.epochs}", disable=not run.progress)
+    run.optimizer.zero_grad(set_to_none=True)
+    for i, batch in enumerate(bar):
+        batch = _to_device(batch, ctx.device)
+        last_micro = (i + 1) % cfg.train.accum_steps == 0 or i + 1 == len(loader)
+        sync = nullcontext() if (last_micro or not ctx.enabled) else run.train_model.no_sync()
+        with sync:
+            with autocast(ctx.device, run.dtype):
+                output = run.task.forward(run.train_model, batch)
+                terms = run.task.loss(output, batch)
+            run.scaler.scale(terms["loss"] / cfg.train.accum_steps).backward()
+        loss_value = float(terms["loss"].detach())
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"{cfg.name} fold {run.fold}: loss became {loss_value} at epoch {run.epoch + 1}, batch {i}")
+        running += loss_value
+        n_seen += 1
+        if last_micro:
+            _optimizer_step(run)
+            bar.set_postfix(loss=f"{running / n_seen:.3g}", lr=f"{run.schedule.get_last_lr()[0]:.2e}")
+            if run.schedule.done:
+                break  # the budget is spent: the schedule has annealed, stop mid-epoch
+    bar.close()
+    train_loss = distributed.mean_across(running / max(1, n_seen), ctx)
+    return train_loss, run.epoch + n_seen / max(1, len(loader))
+
+
+def _optimizer_step(run: _Run) -> None:
+    if run.cfg.train.grad_clip:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.train.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.global_step += 1
+    run.schedule.step(_progress(run))
+    if run.ema is not None:
+        run.ema.update(run.model, step=run.global_step)
+
+
+def _validate(run: _Run):
+    """Metrics of the EMA (or plain) model on the validation set, gathered from every rank."""
+    if run.valid_set is None:
+        return {}, None, None
+    loader = make_loader(run.valid_set, run.cfg, run.ctx, run.epoch, train=False)
+    outputs, keys = predict_loader(run.task, run.eval_model, loader, run.ctx, run.dtype, run.progress)
+    outputs, keys = _gather_predictions(outputs, keys, run.ctx)
+    return run.task.evaluate(outputs, keys), outputs, keys
+
+
+def _save_epoch(run: _Run, train_loss: float, epochs_done: float, metrics: dict, outputs, keys) -> None:
+    """metrics.jsonl line; best.pt and the OOF files when the score improved; last.pt always."""
+    score = run.sign * metrics[run.task.primary_metric] if metrics else float(run.epoch)
+    improved = score > run.best_score
+    if improved:
+        run.best_score = score
+    if not run.ctx.is_main:
+        return
+    record = {
+        "epoch": run.epoch + 1,
+        "epochs_done": round(epochs_done, 3),
+        "train_loss": train_loss,
+        "lr": run.schedule.get_last_lr()[0],
+        "elapsed_s": round(run.elapsed(), 1),
+        "best": improved,
+        "budget_spent": run.cfg.train.max_minutes is not None and run.schedule.done,
+        **{f"valid/{k}": v for k, v in metrics.items()},
+    }
+    with open(run.run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if "/" not in k)
+    run.log(f"epoch {run.epoch + 1}: train loss {train_loss:.4g}, {summary}{' (best)' if improved else ''}")
+    common = {"config": run.cfg.model_dump(mode="json"), "fold_signature": run.fold_signature}
+    if improved:
+        best = {"model": run.eval_model.state_dict(), "epoch": run.epoch, "epochs_done": epochs_done, "metrics": metrics}
+        save_checkpoint({**best, **common}, run.run_dir / "best.pt")
+        if outputs is not None:
+            oof, ids = run.task.oof(outputs, keys)
+            atomic_save_npy(run.run_dir / "oof.npy", oof)
+            atomic_write_text(run.run_dir / "oof_ids.csv", ids.to_csv(index=False))
+    last = {
+        "model": run.model.state_dict(),
+        "ema": run.ema.module.state_dict() if run.ema is not None else None,
+        "optimizer": run.optimizer.state_dict(),
+        "schedule": run.schedule.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "epoch": run.epoch,
+        "global_step": run.global_step,
+        "best_score": run.best_score,
+        "elapsed_s": run.elapsed(),
+        "rng": _rng_state(),
+    }
+    save_checkpoint({**last, **common}, run.run_dir / "last.pt")
+
+
+def _finish(run: _Run, trained_now: bool) -> None:
+    """The task's after-fit step (e.g. calibration) and the best epoch's report."""
+    best_path = run.run_dir / "best.pt"
+    if not run.ctx.is_main or not best_path.exists():
+        return
+    if run.schedule.done and run.epoch < run.cfg.train.epochs:
+        run.log(f"time budget of {run.cfg.train.max_minutes} min spent after {run.epoch} of {run.cfg.train.epochs} epochs")
+    if trained_now and hasattr(run.task, "after_fit"):
+        run.task.after_fit(run.run_dir)
+    best = load_checkpoint(best_path, required=("metrics",))
+    if best["metrics"]:
+        done = best.get("epochs_done", best["epoch"] + 1)
+        run.log(f"best epoch {best['epoch'] + 1} ({done:.2f} epochs trained) of {run.run_dir}:\n{run.task.report(best['metrics'])}")

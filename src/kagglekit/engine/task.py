@@ -1,19 +1,34 @@
-"""The contract between the engine and a competition.
+"""The contract between the engine and a competition, and the task registry.
 
-A task supplies: datasets for a fold, a model, forward(model, batch) -> output,
-loss(output, batch) -> dict of terms whose total is "loss", and evaluate(outputs, keys) ->
-metrics (the primary one decides the best epoch), plus the out-of-fold arrays to save.
+A competition is a package that describes itself with a `TaskSpec` (its data-config schema, its
+model registry, its defaults, its sub-commands) and makes that spec findable through the entry
+point group `kagglekit.tasks` (in its pyproject) or, inside a process, `register_task(spec)`.
+The engine, the config loader and the command line know tasks only through this registry.
+
+A task object (built by `spec.build(cfg)`) supplies: datasets for a fold, a model,
+forward(model, batch) -> output, loss(output, batch) -> dict of terms whose total is "loss",
+evaluate(outputs, keys) -> metrics (the primary one decides the best epoch), the out-of-fold
+arrays to save, a report, and optionally a flip for test-time augmentation.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import argparse
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import pandas as pd
 import torch
+from pydantic import BaseModel
 from torch.utils.data import Dataset
 
-from kagglekit.registry import TASKS
+from kagglekit.registry import Registry
+
+if TYPE_CHECKING:
+    from kagglekit.config import Config
+
+ENTRY_POINT_GROUP = "kagglekit.tasks"
 
 
 class Task(Protocol):
@@ -22,6 +37,8 @@ class Task(Protocol):
     eval_keys: tuple[str, ...]  # batch entries the engine keeps for evaluate()
 
     def datasets(self, fold: int) -> tuple[Dataset, Dataset | None]: ...
+
+    def fold_signature(self) -> str: ...  # changes when the fold assignment changes
 
     def build_model(self) -> torch.nn.Module: ...
 
@@ -35,12 +52,44 @@ class Task(Protocol):
 
     def report(self, metrics: dict[str, float]) -> str: ...
 
-    # optional: after_fit(run_dir) runs on rank 0 once training ends (e.g. calibration)
+    # optional:
+    #   flip_input(batch) -> batch and flip_output(output) -> output: the flip TTA (engine/tta.py)
+    #   after_fit(run_dir): runs on rank 0 once training ends (e.g. calibration)
 
 
-def build_task(cfg) -> Task:
-    if cfg.task == "fwi":
-        import kagglekit.fwi.task  # noqa: F401  (registers "fwi")
-    elif cfg.task == "vision":
-        import kagglekit.vision.task  # noqa: F401  (registers "vision")
-    return TASKS.build(cfg.task, cfg=cfg)
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a competition tells kagglekit about itself."""
+
+    name: str  # the `task:` value of its configs and its sub-command: `kagglekit <name> ...`
+    help: str
+    data_config: type[BaseModel]  # the schema of the config's `data:` section (unknown keys rejected)
+    build: Callable[[Config], Task]  # the task object for a validated config
+    models: Registry  # the task's own model registry (names never collide across tasks)
+    defaults: dict[str, Any] = field(default_factory=dict)  # config values under the file's own
+    add_commands: Callable[[argparse._SubParsersAction], None] | None = None  # `kagglekit <name> <command>`
+
+
+def _load_entry_points(registry: Registry) -> None:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        spec = ep.load()
+        if not isinstance(spec, TaskSpec) or spec.name != ep.name:
+            raise TypeError(f"entry point {ep.name} = {ep.value} must be a TaskSpec named '{ep.name}'")
+        registry.register(spec.name, spec)
+
+
+TASKS = Registry("task", loader=_load_entry_points)
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Make a task known in this process (installed packages are found through entry points)."""
+    TASKS.register(spec.name, spec)
+    return spec
+
+
+def get_task(name: str) -> TaskSpec:
+    return TASKS.get(name)
+
+
+def build_task(cfg: Config) -> Task:
+    return get_task(cfg.task).build(cfg)

@@ -1,60 +1,61 @@
-"""Local CV from out-of-fold predictions: tables, per-family bars, worst-sample pictures."""
+"""Local CV from out-of-fold predictions: tables, per-family bars, worst-sample pictures.
+
+Scores are the Kaggle metric (MAE over the 35 odd columns; `mae_all_columns` beside it).
+Figures are drawn on `matplotlib.figure.Figure` objects: no global backend is touched.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from kagglekit.config import load_config  # noqa: E402
-from kagglekit.fwi.data.datasets import ConvertedFolder  # noqa: E402
-from kagglekit.fwi.oof import OOF, load_oof, mae_table  # noqa: E402
-from kagglekit.io import atomic_path, atomic_write_text  # noqa: E402
+from kagglekit.fwi.data.datasets import ConvertedFolder
+from kagglekit.fwi.metrics import sample_mae
+from kagglekit.fwi.oof import OOF, load_oof
+from kagglekit.io import atomic_path, atomic_write_text
+from kagglekit.report import markdown_table
 
 
 def cv_frame(paths: list[str | Path]) -> tuple[pd.DataFrame, list[OOF]]:
     oofs = [load_oof(p) for p in paths]
     rows = []
     for oof in oofs:
-        rows.append({"run": oof.name, "n": len(oof.ids), **mae_table(oof)})
+        rows.append({"run": oof.name, "n": len(oof.ids), **oof.table()})
     return pd.DataFrame(rows).set_index("run"), oofs
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
     cols = list(frame.columns)
-    lines = ["| run | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
-    for name, row in frame.iterrows():
-        lines.append(f"| {name} | " + " | ".join(f"{v:.0f}" if c == "n" else f"{v:.1f}" for c, v in row.items()) + " |")
-    return "\n".join(lines)
+    rows = [(name, *(int(v) if c == "n" else v for c, v in row.items())) for name, row in frame.iterrows()]
+    return markdown_table(["run", *cols], rows)
 
 
 def plot_family_bars(frame: pd.DataFrame, path: Path) -> None:
-    families = [c for c in frame.columns if c not in ("n", "all")]
-    fig, ax = plt.subplots(figsize=(max(8, len(families) * 0.9), 4))
+    families = [c for c in frame.columns if c not in ("n", "mae", "mae_all_columns")]
+    fig = Figure(figsize=(max(8, len(families) * 0.9), 4))
+    ax = fig.subplots()
     width = 0.8 / len(frame)
     for k, (name, row) in enumerate(frame.iterrows()):
-        ax.bar(np.arange(len(families)) + k * width, row[families].to_numpy(float), width, label=f"{name} (all {row['all']:.1f})")
+        ax.bar(np.arange(len(families)) + k * width, row[families].to_numpy(float), width, label=f"{name} (all {row['mae']:.1f})")
     ax.set_xticks(np.arange(len(families)) + 0.4 - width / 2, families, rotation=30, ha="right")
-    ax.set_ylabel("MAE (m/s)")
-    ax.set_title("Out-of-fold MAE per family")
+    ax.set_ylabel("MAE (m/s), scored columns")
+    ax.set_title("Out-of-fold Kaggle MAE per family")
     ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
 
 
-def plot_worst(oof: OOF, run_dir: Path, path: Path, k: int = 6) -> None:
+def plot_worst(oof: OOF, path: Path, k: int = 6) -> None:
     """Rows: the k worst samples. Columns: true velocity, prediction, |error|, shot gather (source 3)."""
-    err = np.abs(oof.predictions - oof.truth).mean(axis=(1, 2))
+    err = sample_mae(oof.predictions, oof.truth)
     worst = np.argsort(err)[::-1][:k]
-    folder = ConvertedFolder(load_config(_first_run(run_dir) / "config.yaml").data.root)
-    fig, axes = plt.subplots(len(worst), 4, figsize=(12, 2.6 * len(worst)), squeeze=False)
+    folder = ConvertedFolder(oof.data_root)
+    fig = Figure(figsize=(12, 2.6 * len(worst)))
+    axes = fig.subplots(len(worst), 4, squeeze=False)
     for r, i in enumerate(worst):
         sid, fam = int(oof.ids["sample_id"].iloc[i]), oof.ids["family"].iloc[i]
         for c, (img, title, cmap, lim) in enumerate(
@@ -76,11 +77,6 @@ def plot_worst(oof: OOF, run_dir: Path, path: Path, k: int = 6) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-
-
-def _first_run(path: Path) -> Path:
-    return path if (path / "config.yaml").is_file() else next(p for p in sorted(path.iterdir()) if (p / "config.yaml").is_file())
 
 
 def cv_report(paths: list[str | Path], out_dir: str | Path, worst: int = 6) -> tuple[str, dict[str, Path]]:
@@ -90,8 +86,8 @@ def cv_report(paths: list[str | Path], out_dir: str | Path, worst: int = 6) -> t
     files = {"csv": out_dir / "cv.csv", "bars": out_dir / "cv_families.png"}
     atomic_write_text(files["csv"], frame.to_csv())
     plot_family_bars(frame, files["bars"])
-    for oof, path in zip(oofs, paths):
+    for oof in oofs:
         safe = oof.name.replace("/", "_")
         files[f"worst_{safe}"] = out_dir / f"cv_worst_{safe}.png"
-        plot_worst(oof, Path(path), files[f"worst_{safe}"], k=worst)
+        plot_worst(oof, files[f"worst_{safe}"], k=worst)
     return to_markdown(frame), files

@@ -7,18 +7,23 @@ fit and are scored separately, so the blend is judged on data its weights did no
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize
 
+from kagglekit.errors import UserError
 from kagglekit.fwi.constants import VMAX, VMIN
-from kagglekit.fwi.oof import OOF, load_oof, mae_table
-from kagglekit.fwi.predict import read_ids
+from kagglekit.fwi.oof import OOF, load_oof
+from kagglekit.io import atomic_save_npy, atomic_write_text, read_ids, write_ids
+from kagglekit.report import markdown_table
+
+METHODS = ("mean", "median", "weights")
 
 
-class EnsembleError(ValueError):
+class EnsembleError(UserError):
     pass
 
 
@@ -26,8 +31,24 @@ class EnsembleError(ValueError):
 class Blend:
     method: str
     weights: np.ndarray  # (M,) (1/M each for mean; nan for median)
-    table: dict[str, dict[str, float]]  # member or "blend" -> family -> MAE (fit rows)
+    members: list[str]
+    table: dict[str, dict[str, float]]  # member or "blend" -> column -> MAE (fit rows)
     holdout_table: dict[str, dict[str, float]]  # the same on holdout rows (empty without holdout)
+
+    def to_json(self) -> dict:
+        return {"method": self.method, "members": self.members, "weights": [float(w) for w in self.weights],
+                "oof": self.table, "holdout": self.holdout_table}
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "Blend":
+        """A blend saved by `fwi ensemble` (ensemble.json): how to combine the same members' test predictions."""
+        path = Path(path)
+        try:
+            report = json.loads(path.read_text())
+            return cls(report["method"], np.asarray(report["weights"], dtype=np.float64), list(report["members"]),
+                       report.get("oof", {}), report.get("holdout", {}))
+        except (OSError, ValueError, KeyError) as exc:
+            raise EnsembleError(f"{path}: not an ensemble.json written by `fwi ensemble` ({type(exc).__name__}: {exc})") from exc
 
 
 def align(oofs: list[OOF]) -> None:
@@ -50,7 +71,7 @@ def combine(stack: np.ndarray, method: str, weights: np.ndarray | None = None) -
     elif method == "weights":
         out = np.tensordot(weights, stack, axes=1)
     else:
-        raise EnsembleError(f"unknown method '{method}'; valid: mean, median, weights")
+        raise EnsembleError(f"unknown method '{method}'; valid: {', '.join(METHODS)}")
     return np.clip(out, VMIN, VMAX)
 
 
@@ -90,17 +111,20 @@ def blend_oof(paths: list[str | Path], method: str) -> tuple[Blend, list[OOF]]:
     else:
         weights = np.full(len(oofs), np.nan)
     blended = combine(stack, method, weights)
-    table = {o.name: mae_table(o, mask=fit_rows) for o in oofs}
-    table["blend"] = mae_table(oofs[0], blended, fit_rows)
+    table = {o.name: o.table(mask=fit_rows) for o in oofs}
+    table["blend"] = oofs[0].table(blended, fit_rows)
     holdout = {}
     if hold_rows.any():
-        holdout = {o.name: mae_table(o, mask=hold_rows) for o in oofs}
-        holdout["blend"] = mae_table(oofs[0], blended, hold_rows)
-    return Blend(method, weights, table, holdout), oofs
+        holdout = {o.name: o.table(mask=hold_rows) for o in oofs}
+        holdout["blend"] = oofs[0].table(blended, hold_rows)
+    return Blend(method, weights, [o.name for o in oofs], table, holdout), oofs
 
 
 def blend_test(pred_paths: list[str | Path], blend: Blend) -> tuple[np.ndarray, list[str]]:
-    """Apply the blend to test predictions (each `<name>.npy` with `ids.txt` beside it)."""
+    """Apply the blend to test predictions (each `<name>.npy` with `ids.txt` beside it, one per
+    member in the blend's order); rows come back sorted by id."""
+    if len(pred_paths) != len(blend.weights):
+        raise EnsembleError(f"{len(pred_paths)} prediction files for a blend of {len(blend.weights)} members ({blend.members})")
     arrays, ref_ids = [], None
     for path in map(Path, pred_paths):
         ids = read_ids(path.parent / "ids.txt")
@@ -118,8 +142,42 @@ def blend_test(pred_paths: list[str | Path], blend: Blend) -> tuple[np.ndarray, 
 
 
 def format_table(table: dict[str, dict[str, float]]) -> str:
-    families = list(next(iter(table.values())).keys())
-    lines = ["| member | " + " | ".join(families) + " |", "|---|" + "---:|" * len(families)]
-    for name, row in table.items():
-        lines.append(f"| {name} | " + " | ".join(f"{row[f]:.1f}" for f in families) + " |")
+    """member x (mae = Kaggle metric, mae_all_columns, families) as Markdown."""
+    columns = list(next(iter(table.values())).keys())
+    return markdown_table(["member", *columns], [(name, *(row[c] for c in columns)) for name, row in table.items()])
+
+
+def ensemble_to_folder(oof_paths: list[str | Path], pred_paths: list[str | Path], method: str, out: str | Path) -> str:
+    """`fwi ensemble`: fit the blend on OOF, write ensemble.json (+ ensemble.npy and ids.txt when
+    test predictions are given); returns the report printed by the command."""
+    if pred_paths and len(pred_paths) != len(oof_paths):
+        raise EnsembleError(f"--preds needs one prediction file per --oof member ({len(oof_paths)}), got {len(pred_paths)}")
+    blend, oofs = blend_oof(oof_paths, method)
+    out = Path(out)
+    lines = [f"method {method}, weights " + ", ".join(f"{o.name}={w:.3f}" for o, w in zip(oofs, blend.weights)),
+             "OOF MAE (rows used for fitting; mae = Kaggle metric):", format_table(blend.table)]
+    if blend.holdout_table:
+        lines += ["holdout MAE (fold -1, not used for fitting):", format_table(blend.holdout_table)]
+    atomic_write_text(out / "ensemble.json", json.dumps(blend.to_json(), indent=1))
+    if pred_paths:
+        pred, ids = blend_test(pred_paths, blend)
+        atomic_save_npy(out / "ensemble.npy", pred.astype(np.float16))
+        write_ids(out / "ids.txt", ids)
+        lines.append(f"wrote {out / 'ensemble.npy'} and {out / 'ids.txt'}")
     return "\n".join(lines)
+
+
+def blend_config_predictions(pred_dir: str | Path, configs: list[str], ensemble_json: str | Path | None = None) -> tuple[np.ndarray, list[str]]:
+    """Blend the fold-mean predictions `<pred_dir>/<config>.npy` of `configs`: with the blend of
+    `ensemble_json` (its members are config folders) or, without one, their plain mean."""
+    pred_dir = Path(pred_dir)
+    if ensemble_json is not None:
+        blend = Blend.from_json(ensemble_json)
+        names = [m.split("/")[0] for m in blend.members]
+        missing = sorted(set(names) - set(configs))
+        if missing:
+            raise EnsembleError(f"{ensemble_json}: members {missing} have no predictions in {pred_dir} (have {configs})")
+    else:
+        names = list(configs)
+        blend = Blend("mean", np.full(len(names), 1.0 / len(names)), names, {}, {})
+    return blend_test([pred_dir / f"{name}.npy" for name in names], blend)

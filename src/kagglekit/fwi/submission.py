@@ -5,23 +5,41 @@ value = velocity[y, x] for the 35 odd columns; metric = MAE over those values.
 
 Precision: values are written with one decimal after clipping to [1500, 4500], so every value
 is exactly 6 characters ("1500.0".."4500.0") and rounding moves any MAE by at most 0.05 m/s.
-That fixed width lets the writer build the bytes with numpy instead of formatting 161M floats.
+That fixed width lets the writer build the bytes with numpy instead of formatting 161M floats:
+each chunk of ids is laid out in a reused byte buffer (the constant parts written once), values
+go in through one table lookup each, and chunks are built on worker threads while the main
+thread writes them in order. Reading (sample submission, validation) uses pyarrow's
+multithreaded CSV reader; the checks are vectorised and the expensive diagnostics (missing,
+unknown, duplicated ids; which cells are bad) only run when the cheap checks fail.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv as _csv
+import math
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from queue import SimpleQueue
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from kagglekit.fwi.constants import GRID, VMAX, VMIN
 from kagglekit.io import atomic_path
 
 ODD_COLUMNS = np.arange(1, GRID, 2)  # x_1 .. x_69
-HEADER = "oid_ypos," + ",".join(f"x_{x}" for x in ODD_COLUMNS)
+COLUMNS = ["oid_ypos", *(f"x_{x}" for x in ODD_COLUMNS)]
+HEADER = ",".join(COLUMNS)
 DIGITS = np.frombuffer(b"0123456789", dtype=np.uint8)
+VALUE_WIDTH = 7  # ',dddd.d'
+N_VALUES = len(ODD_COLUMNS)
+THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 class SubmissionError(ValueError):
@@ -29,81 +47,247 @@ class SubmissionError(ValueError):
 
 
 def _build_value_table() -> np.ndarray:
-    """uint64 per tenth of a m/s in 1500.0..4500.0 whose little-endian bytes are b',dddd.d\\0'."""
-    text = "".join(f",{t / 10:.1f}\0" for t in range(int(VMIN * 10), int(VMAX * 10) + 1))
-    return np.frombuffer(text.encode("ascii"), dtype="<u8").copy()
+    """uint64 indexed by tenths of a m/s (0..45000): little-endian bytes b',dddd.d,' from 1500.0 up.
+
+    The 8th byte is the comma that starts the next value, so the overlapping 8-byte stores of a
+    row's values (7 bytes apart) agree on every byte whatever order they land in.
+    """
+    lo, hi = int(VMIN * 10), int(VMAX * 10)
+    text = "".join(f",{t / 10:.1f}," for t in range(lo, hi + 1))
+    table = np.zeros(hi + 1, dtype="<u8")
+    table[lo:] = np.frombuffer(text.encode("ascii"), dtype="<u8")
+    return table
 
 
 VALUE_TABLE = _build_value_table()
 
 
-def _value_bytes(values: np.ndarray) -> np.ndarray:
-    """(R, 35) float -> (R, 35 * 7) uint8 of ',dddd.d' (values already clipped to 1500..4500)."""
-    tenths = np.rint(values * 10).astype(np.int32) - int(VMIN * 10)  # 0..30000
-    packed = np.ascontiguousarray(VALUE_TABLE[tenths])  # (R, 35) uint64, one table lookup per value
-    return packed.view(np.uint8).reshape(len(tenths), -1, 8)[:, :, :7].reshape(len(tenths), -1)
+def _read_ids(path: str | Path) -> list[str]:
+    """One id per line (ids.txt of predict/ensemble). TODO: use kagglekit.io.read_ids once it lands."""
+    ids = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    if len(set(ids)) != len(ids):
+        raise SubmissionError(f"{path}: duplicate ids")
+    return ids
 
 
-def _id_block(ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Prefix bytes for rows y < 10 ('<id>_y_d', 14 bytes) and y >= 10 ('<id>_y_dd', 15 bytes)."""
-    id_bytes = np.frombuffer("".join(ids).encode("ascii"), dtype=np.uint8).reshape(len(ids), 10)
-    n = len(ids)
-    short = np.empty((n, 10, 14), dtype=np.uint8)
-    short[:, :, :10] = id_bytes[:, None, :]
-    short[:, :, 10:13] = np.frombuffer(b"_y_", dtype=np.uint8)
-    short[:, :, 13] = DIGITS[np.arange(10)]
-    long = np.empty((n, 60, 15), dtype=np.uint8)
-    long[:, :, :10] = id_bytes[:, None, :]
-    long[:, :, 10:13] = np.frombuffer(b"_y_", dtype=np.uint8)
-    y = np.arange(10, 70)
-    long[:, :, 13] = DIGITS[y // 10]
-    long[:, :, 14] = DIGITS[y % 10]
-    return short, long
+def _csv_header(path: str | Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        line = f.readline()
+    return next(_csv.reader([line]), []) if line else []
+
+
+def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
+    return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+
+
+@dataclass
+class SampleSubmission:
+    """The sample submission, parsed once: header, `oid_ypos` column (pyarrow, file order) and, on
+    first use of `.ids`, the ids in file order (checking the file is id-major with y = 0..69)."""
+
+    path: Path
+    columns: list[str]
+    oid: pa.Array
+    _ids: list[str] | None = field(default=None, repr=False)
+
+    @property
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            self._ids = _id_major_ids(self.oid, self.path)
+        return self._ids
+
+
+def read_sample_submission(path: str | Path) -> SampleSubmission:
+    path = Path(path)
+    columns = _csv_header(path)
+    if "oid_ypos" not in columns:
+        raise SubmissionError(f"{path}: no oid_ypos column (header {columns[:5]})")
+    table = pacsv.read_csv(
+        path,
+        convert_options=pacsv.ConvertOptions(
+            include_columns=["oid_ypos"], column_types={"oid_ypos": pa.string()}, strings_can_be_null=False
+        ),
+    )
+    return SampleSubmission(path, columns, _one_chunk(table.column(0)))
+
+
+def _as_sample(sample_submission: str | Path | SampleSubmission) -> SampleSubmission:
+    if isinstance(sample_submission, SampleSubmission):
+        return sample_submission
+    return read_sample_submission(sample_submission)
+
+
+def _fixed_width_id_major(oid: pa.Array, ids: pa.Array) -> bool:
+    """True if `oid` is exactly ids x y = 0..69 (id-major), checked on the raw Arrow buffers; only
+    for ids of one byte length (the Kaggle case). False means "not shown", not "wrong"."""
+    m = len(ids)
+    lengths = pc.binary_length(ids).to_numpy(zero_copy_only=False)
+    if m == 0 or oid.null_count or ids.null_count or not (lengths == lengths[0]).all():
+        return False
+    L = int(lengths[0])
+    short_w, long_w = L + 4, L + 5
+    width = 10 * short_w + (GRID - 10) * long_w  # bytes per id
+    offsets = np.frombuffer(oid.buffers()[1], dtype=np.int32)[oid.offset : oid.offset + len(oid) + 1]
+    row_starts = np.concatenate([np.arange(10) * short_w, 10 * short_w + np.arange(GRID - 10) * long_w])
+    expected_offsets = (np.arange(m)[:, None] * width + row_starts).ravel()
+    if not (np.array_equal(offsets[:-1] - offsets[0], expected_offsets) and offsets[-1] - offsets[0] == m * width):
+        return False
+    data = np.frombuffer(oid.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(m, width)
+    id_bytes = np.frombuffer(ids.buffers()[2], dtype=np.uint8)
+    id_offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32)[ids.offset : ids.offset + m + 1]
+    id_bytes = id_bytes[id_offsets[0] : id_offsets[-1]].reshape(m, 1, L)
+    head = data[:, : 10 * short_w].reshape(m, 10, short_w)
+    tail = data[:, 10 * short_w :].reshape(m, GRID - 10, long_w)
+    head_suffix = np.frombuffer("".join(f"_y_{y}" for y in range(10)).encode(), dtype=np.uint8).reshape(10, 4)
+    tail_suffix = np.frombuffer("".join(f"_y_{y}" for y in range(10, GRID)).encode(), dtype=np.uint8).reshape(GRID - 10, 5)
+    return bool(
+        (head[:, :, :L] == id_bytes).all()
+        and (tail[:, :, :L] == id_bytes).all()
+        and (head[:, :, L:] == head_suffix).all()
+        and (tail[:, :, L:] == tail_suffix).all()
+    )
+
+
+def _id_major_ids(oid: pa.Array, path: Path) -> list[str]:
+    n = len(oid)
+    if n % GRID:
+        raise SubmissionError(f"{path}: {n} rows is not a multiple of {GRID}")
+    heads = oid.take(pa.array(np.arange(0, n, GRID)))
+    ids = pc.replace_substring_regex(heads, pattern=r"^(.*)_y_.*$", replacement=r"\1")  # s[: s.rindex("_y_")]
+    if _fixed_width_id_major(oid, ids):
+        return ids.to_pylist()
+    ys = pa.array([str(y) for y in range(GRID)])
+    expected = pc.binary_join_element_wise(
+        ids.take(pa.array(np.repeat(np.arange(len(ids)), GRID))), ys.take(pa.array(np.tile(np.arange(GRID), len(ids)))), "_y_"
+    )
+    same = pc.equal(expected, oid)
+    if not pc.all(same).as_py() and n:
+        r = int(np.flatnonzero(~same.to_numpy(zero_copy_only=False))[0])
+        raise SubmissionError(f"{path}: row {r + 2} is {oid[r].as_py()!r}, expected {expected[r].as_py()!r} (id-major, y = 0..69)")
+    return ids.to_pylist()
 
 
 def sample_submission_ids(path: str | Path) -> list[str]:
     """Ids in the sample submission's order; checks it is id-major with y = 0..69 per id."""
-    oid = pd.read_csv(path, usecols=["oid_ypos"], dtype=str, engine="c", na_filter=False)["oid_ypos"].to_numpy()
-    if len(oid) % GRID:
-        raise SubmissionError(f"{path}: {len(oid)} rows is not a multiple of {GRID}")
-    ids = [s[: s.rindex("_y_")] for s in oid[::GRID]]
-    expected = np.array([f"{i}_y_{y}" for i in ids for y in range(GRID)], dtype=object)
-    bad = np.flatnonzero(expected != oid)
-    if len(bad):
-        raise SubmissionError(f"{path}: row {bad[0] + 2} is {oid[bad[0]]!r}, expected {expected[bad[0]]!r} (id-major, y = 0..69)")
-    return ids
+    return read_sample_submission(path).ids
 
 
-def write_submission(predictions: np.ndarray, ids: list[str], sample_submission: str | Path, out: str | Path, chunk: int = 2048) -> Path:
-    """predictions (N, 70, 70) in the order of `ids` -> CSV in the sample submission's row order."""
-    predictions = np.asarray(predictions)
+class _Workspace:
+    """Reused buffers for up to `n` ids: the CSV bytes (constant parts written once) and temporaries."""
+
+    def __init__(self, n: int, id_len: int):
+        self.id_len = id_len
+        w = N_VALUES * VALUE_WIDTH
+        self.short_w, self.long_w = id_len + 4 + w + 1, id_len + 5 + w + 1  # '<id>_y_d' / '<id>_y_dd' rows
+        self.id_w = 10 * self.short_w + (GRID - 10) * self.long_w
+        self.buf = np.empty((n, self.id_w), dtype=np.uint8)
+        self.head = self.buf[:, : 10 * self.short_w].reshape(n, 10, self.short_w)
+        self.tail = self.buf[:, 10 * self.short_w :].reshape(n, GRID - 10, self.long_w)
+        for rows, y in ((self.head, np.arange(10)), (self.tail, np.arange(10, GRID))):
+            rows[:, :, id_len : id_len + 3] = np.frombuffer(b"_y_", dtype=np.uint8)
+            if len(y) and y[0] >= 10:
+                rows[:, :, id_len + 3] = DIGITS[y // 10]
+                rows[:, :, id_len + 4] = DIGITS[y % 10]
+            else:
+                rows[:, :, id_len + 3] = DIGITS[y]
+        # unaligned uint64 views: value k of a row at byte prefix + 7k (8 bytes, the last overlapping '\n')
+        self.vhead = np.ndarray((n, 10, N_VALUES), "<u8", self.buf, id_len + 4, (self.id_w, self.short_w, VALUE_WIDTH))
+        self.vtail = np.ndarray(
+            (n, GRID - 10, N_VALUES), "<u8", self.buf, 10 * self.short_w + id_len + 5, (self.id_w, self.long_w, VALUE_WIDTH)
+        )
+        self.f32 = np.empty((n, GRID, N_VALUES), dtype=np.float32)
+        self.idx = np.empty((n, GRID, N_VALUES), dtype=np.intp)
+        self.packed = np.empty((n, GRID, N_VALUES), dtype="<u8")
+
+    def fill(self, block: np.ndarray, ids: list[str]) -> np.ndarray:
+        """block (k, 70, 70) predictions of `ids` -> (k, id_w) uint8 CSV rows (a view of the buffer)."""
+        k = len(block)
+        f32, idx, packed = self.f32[:k], self.idx[:k], self.packed[:k]
+        np.copyto(f32, block[:, :, 1::2], casting="unsafe")
+        lo, hi = f32.min(initial=np.inf), f32.max(initial=-np.inf)  # NaN propagates through both
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            bad = int(np.flatnonzero(~np.isfinite(f32).all(axis=(1, 2)))[0])
+            raise SubmissionError(f"non-finite prediction for id {ids[bad]}")
+        np.clip(f32, VMIN, VMAX, out=f32)
+        np.multiply(f32, np.float32(10), out=f32)
+        np.rint(f32, out=f32)
+        np.copyto(idx, f32, casting="unsafe")
+        np.take(VALUE_TABLE, idx, out=packed, mode="clip")
+        self.vhead[:k] = packed[:, :10]
+        self.vtail[:k] = packed[:, 10:]
+        self.head[:k, :, -1] = ord("\n")
+        self.tail[:k, :, -1] = ord("\n")
+        id_bytes = np.frombuffer("".join(ids).encode("ascii"), dtype=np.uint8).reshape(k, 1, self.id_len)
+        self.head[:k, :, : self.id_len] = id_bytes
+        self.tail[:k, :, : self.id_len] = id_bytes
+        return self.buf[:k]
+
+
+def write_submission(
+    predictions: np.ndarray,
+    ids: list[str],
+    sample_submission: str | Path | SampleSubmission,
+    out: str | Path,
+    chunk: int = 1024,
+    threads: int | None = None,
+) -> Path:
+    """predictions (N, 70, 70) in the order of `ids` -> CSV in the sample submission's row order.
+
+    `sample_submission` may be a path or an already parsed `SampleSubmission`.
+    """
+    if not isinstance(predictions, np.ndarray):
+        predictions = np.asarray(predictions)
     if predictions.ndim != 3 or predictions.shape[1:] != (GRID, GRID):
         raise SubmissionError(f"predictions must be (N, 70, 70), found {predictions.shape}")
     if len(ids) != len(predictions):
         raise SubmissionError(f"{len(ids)} ids for {len(predictions)} predictions")
-    order_ids = sample_submission_ids(sample_submission)
+    order_ids = _as_sample(sample_submission).ids
     position = {i: k for k, i in enumerate(ids)}
     missing = [i for i in order_ids if i not in position]
     if missing or len(order_ids) != len(ids):
         extra = sorted(set(ids) - set(order_ids))
         raise SubmissionError(f"id sets differ: {len(missing)} missing from predictions (e.g. {missing[:3]}), {len(extra)} extra (e.g. {extra[:3]})")
-    order = np.array([position[i] for i in order_ids])
-    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+    id_len = len(order_ids[0]) if order_ids else 0
+    if any(len(i) != id_len or not i.isascii() for i in order_ids):
+        raise SubmissionError("ids must be ASCII strings of one length (the writer lays out fixed-width rows)")
+    order = np.array([position[i] for i in order_ids], dtype=np.intp)
+    chunk = max(1, min(chunk, len(order)))
+    threads = max(1, threads or THREADS)
+    free: SimpleQueue[_Workspace] = SimpleQueue()
+    n_buffers = threads + 1  # one more than the builders, so writing overlaps building
+    for _ in range(n_buffers):
+        free.put(None)  # allocated lazily by the worker that first needs it
+
+    def build(start: int) -> tuple[_Workspace, np.ndarray]:
+        ws = free.get() or _Workspace(chunk, id_len)
+        rows = order[start : start + chunk]
+        if rows[-1] - rows[0] == len(rows) - 1 and (len(rows) < 2 or bool((np.diff(rows) == 1).all())):
+            block = predictions[rows[0] : rows[-1] + 1]  # contiguous: a view, no copy
+        else:
+            block = predictions[rows]
+        try:
+            return ws, ws.fill(block, order_ids[start : start + len(rows)])
+        except BaseException:
+            free.put(ws)
+            raise
+
+    with atomic_path(out) as tmp, open(tmp, "wb") as f, ThreadPoolExecutor(threads) as pool:
         f.write((HEADER + "\n").encode())
-        for start in range(0, len(order), chunk):
-            rows = order[start : start + chunk]
-            block = np.asarray(predictions[rows], dtype=np.float32)[:, :, ODD_COLUMNS]  # (n, 70, 35)
-            if not np.isfinite(block).all():
-                raise SubmissionError(f"non-finite prediction for id {order_ids[start + int(np.argwhere(~np.isfinite(block))[0][0])]}")
-            values = _value_bytes(np.clip(block, VMIN, VMAX).reshape(-1, len(ODD_COLUMNS))).reshape(len(rows), GRID, -1)
-            short, long = _id_block(order_ids[start : start + len(rows)])
-            width = values.shape[2]
-            buf = np.empty((len(rows), 10 * (14 + width + 1) + 60 * (15 + width + 1)), dtype=np.uint8)
-            head = buf[:, : 10 * (15 + width)].reshape(len(rows), 10, 15 + width)
-            tail = buf[:, 10 * (15 + width) :].reshape(len(rows), 60, 16 + width)
-            head[:, :, :14], head[:, :, 14:-1], head[:, :, -1] = short, values[:, :10], ord("\n")
-            tail[:, :, :15], tail[:, :, 15:-1], tail[:, :, -1] = long, values[:, 10:], ord("\n")
-            f.write(buf.tobytes())
+        pending: deque = deque()
+        try:
+            for start in range(0, len(order), chunk):
+                pending.append(pool.submit(build, start))
+                if len(pending) >= n_buffers:
+                    ws, data = pending.popleft().result()
+                    f.write(data.data)
+                    free.put(ws)
+            while pending:
+                ws, data = pending.popleft().result()
+                f.write(data.data)
+                free.put(ws)
+        finally:
+            for fut in pending:
+                fut.cancel()
     return Path(out)
 
 
@@ -116,15 +300,74 @@ class Problem:
         return f"{self.kind}: {self.detail}"
 
 
-def validate_submission(csv: str | Path, sample_submission: str | Path, max_examples: int = 3) -> list[Problem]:
-    """Every defect found, each with its first offending rows (CSV line numbers). Empty = valid."""
-    problems: list[Problem] = []
-    expected_cols = pd.read_csv(sample_submission, nrows=0).columns.tolist()
+def _read_table(csv: str | Path, columns: list[str], as_text: bool) -> pa.Table:
+    types = {c: pa.string() if as_text or c == "oid_ypos" else pa.float64() for c in columns}
+    options = pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=False)
+    return pacsv.read_csv(csv, convert_options=options)
+
+
+def _id_problems(oid: pa.ChunkedArray, expected: pa.Array, max_examples: int) -> list[Problem]:
+    """Duplicated, missing and unknown `oid_ypos` (only computed when the file is not exactly `expected`)."""
+    problems = []
+    oid = _one_chunk(oid)
+    codes = oid.dictionary_encode().indices.to_numpy()
+    dup = np.ones(len(codes), dtype=bool)
+    dup[np.unique(codes, return_index=True)[1]] = False
+    if dup.any():
+        rows = np.flatnonzero(dup)[:max_examples]
+        problems.append(Problem("duplicates", f"{int(dup.sum())} repeated oid_ypos, first at lines {[int(r) + 2 for r in rows]}: {oid.take(rows).to_pylist()}"))
+    absent = expected.filter(pc.invert(pc.is_in(expected, value_set=oid)))
+    if len(absent):
+        problems.append(Problem("missing rows", f"{len(pc.unique(absent))} oid_ypos of the sample submission absent, e.g. {absent[:max_examples].to_pylist()}"))
+    unknown = ~pc.is_in(oid, value_set=expected).to_numpy(zero_copy_only=False)
+    if unknown.any():
+        rows = np.flatnonzero(unknown)[:max_examples]
+        problems.append(Problem("unknown rows", f"{int(unknown.sum())} oid_ypos not in the sample submission, first at lines {[int(r) + 2 for r in rows]}: {oid.take(rows).to_pylist()}"))
+    return problems
+
+
+def _all_in_range(values: pa.ChunkedArray) -> bool:
+    """Cheap check: no nulls, no NaN/inf (they propagate into the sum), min and max within bounds."""
+    if values.null_count:
+        return False
+    if len(values) == 0:
+        return True
+    total = pc.sum(values).as_py()
+    if total is None or not math.isfinite(total):
+        return False
+    bounds = pc.min_max(values)
+    return bounds["min"].as_py() >= VMIN and bounds["max"].as_py() <= VMAX
+
+
+def _numeric(text: pa.ChunkedArray) -> np.ndarray:
+    """Strings -> float64, non-numeric cells as NaN."""
     try:
-        frame = pd.read_csv(csv, dtype={"oid_ypos": str}, engine="c")
+        return pc.cast(text, pa.float64()).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        import pandas as pd
+
+        return pd.to_numeric(pd.Series(text.to_numpy(zero_copy_only=False), dtype=object), errors="coerce").to_numpy(np.float64)
+
+
+def validate_submission(csv: str | Path, sample_submission: str | Path | SampleSubmission, max_examples: int = 3) -> list[Problem]:
+    """Every defect found, each with its first offending rows (CSV line numbers). Empty = valid.
+
+    `sample_submission` may be a path or an already parsed `SampleSubmission`.
+    """
+    problems: list[Problem] = []
+    sample = _as_sample(sample_submission)
+    expected_cols = sample.columns
+    try:
+        header = _csv_header(csv)
+        try:
+            table, as_text = _read_table(csv, header, as_text=False), False
+        except pa.ArrowInvalid as exc:
+            if "conversion error" not in str(exc):
+                raise
+            table, as_text = _read_table(csv, header, as_text=True), True  # locate the non-numeric cells
     except Exception as exc:
         return [Problem("unreadable", f"{csv}: {type(exc).__name__}: {exc}")]
-    cols = frame.columns.tolist()
+    cols = table.column_names
     if cols != expected_cols:
         missing = [c for c in expected_cols if c not in cols]
         extra = [c for c in cols if c not in expected_cols]
@@ -132,33 +375,78 @@ def validate_submission(csv: str | Path, sample_submission: str | Path, max_exam
         problems.append(Problem("columns", detail))
     if "oid_ypos" not in cols:
         return problems
-    oid = frame["oid_ypos"]
-    dup = oid.duplicated(keep="first").to_numpy()
-    if dup.any():
-        rows = np.flatnonzero(dup)[:max_examples]
-        problems.append(Problem("duplicates", f"{int(dup.sum())} repeated oid_ypos, first at lines {[int(r) + 2 for r in rows]}: {oid.iloc[rows].tolist()}"))
-    expected = pd.read_csv(sample_submission, usecols=["oid_ypos"], dtype=str)["oid_ypos"]
-    exp_set, got_set = set(expected), set(oid)
-    missing = [o for o in expected if o not in got_set][:max_examples]
-    unknown_mask = ~oid.isin(exp_set).to_numpy()
-    if missing:
-        problems.append(Problem("missing rows", f"{len(exp_set - got_set)} oid_ypos of the sample submission absent, e.g. {missing}"))
-    if unknown_mask.any():
-        rows = np.flatnonzero(unknown_mask)[:max_examples]
-        problems.append(Problem("unknown rows", f"{int(unknown_mask.sum())} oid_ypos not in the sample submission, first at lines {[int(r) + 2 for r in rows]}: {oid.iloc[rows].tolist()}"))
-    value_cols = [c for c in cols if c != "oid_ypos"]
-    values = frame[value_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    for kind, mask in (("non-numeric, NaN or inf values", ~np.isfinite(values)), ("values outside 1500-4500", np.isfinite(values) & ((values < VMIN) | (values > VMAX)))):
-        bad_rows = np.flatnonzero(mask.any(axis=1))
-        if len(bad_rows):
-            r = bad_rows[0]
-            c = int(np.flatnonzero(mask[r])[0])
-            problems.append(Problem(kind, f"{int(mask.sum())} cells in {len(bad_rows)} rows; first at line {r + 2} ({oid.iloc[r]}), column {value_cols[c]} = {frame[value_cols[c]].iloc[r]!r}"))
+    oid = table.column(cols.index("oid_ypos"))
+    if not (len(oid) == len(sample.oid) and pc.all(pc.equal(oid, sample.oid)).as_py()):
+        problems.extend(_id_problems(oid, sample.oid, max_examples))
+
+    value_idx = [k for k, c in enumerate(cols) if c != "oid_ypos"]
+    cells = {"non-numeric, NaN or inf values": 0, "values outside 1500-4500": 0}
+    row_bad = {kind: None for kind in cells}  # per kind: rows with a bad cell (bool, file order)
+    flagged: list[tuple[int, np.ndarray, np.ndarray]] = []  # (column index, non-finite mask, out-of-range mask)
+    if as_text:
+        in_range = [False] * len(value_idx)
+    else:  # the cheap check, one column per thread (pyarrow kernels release the GIL)
+        with ThreadPoolExecutor(THREADS) as pool:
+            in_range = list(pool.map(lambda k: _all_in_range(table.column(k)), value_idx))
+    for k, ok in zip(value_idx, in_range):
+        if ok:
+            continue
+        column = table.column(k)
+        values = _numeric(column) if as_text else column.to_numpy()  # nulls (empty cells) -> NaN
+        nonfinite = ~np.isfinite(values)
+        with np.errstate(invalid="ignore"):
+            outside = ~nonfinite & ((values < VMIN) | (values > VMAX))
+        if not (nonfinite.any() or outside.any()):
+            continue
+        flagged.append((k, nonfinite, outside))
+        for kind, mask in zip(cells, (nonfinite, outside)):
+            cells[kind] += int(mask.sum())
+            row_bad[kind] = mask if row_bad[kind] is None else row_bad[kind] | mask
+    for j, kind in enumerate(cells):
+        if not cells[kind]:
+            continue
+        bad_rows = np.flatnonzero(row_bad[kind])
+        r = int(bad_rows[0])
+        k = next(k for k, *masks in flagged if masks[j][r])
+        cell = table.column(k)[r].as_py()
+        shown = "''" if cell is None else repr(cell)
+        problems.append(Problem(kind, f"{cells[kind]} cells in {len(bad_rows)} rows; first at line {r + 2} ({oid[r].as_py()}), column {cols[k]} = {shown}"))
     return problems
+
+
+def submit(
+    pred_path: str | Path, ids_path: str | Path, sample_submission: str | Path, out: str | Path, max_examples: int = 3
+) -> dict:
+    """The whole `fwi submit`: predictions .npy (N, 70, 70) + ids.txt -> Kaggle CSV at `out`, validated.
+
+    The sample submission is parsed once for both steps. Raises SubmissionError (listing every
+    problem) if the written file does not validate. Returns the path, row count and timings.
+    """
+    t0 = time.perf_counter()
+    sample = read_sample_submission(sample_submission)
+    predictions = np.load(pred_path, mmap_mode="r")
+    ids = _read_ids(ids_path)
+    t1 = time.perf_counter()
+    path = write_submission(predictions, ids, sample, out)
+    t2 = time.perf_counter()
+    problems = validate_submission(path, sample, max_examples=max_examples)
+    t3 = time.perf_counter()
+    if problems:
+        raise SubmissionError(f"the written submission {path} is invalid:\n" + "\n".join(f"  {p}" for p in problems))
+    return {
+        "path": path,
+        "rows": len(sample.oid),
+        "read_s": t1 - t0,
+        "write_s": t2 - t0,  # includes reading the inputs and the sample submission (read_s)
+        "validate_s": t3 - t2,
+        "total_s": t3 - t0,
+    }
 
 
 def score_submission(csv: str | Path, labels: np.ndarray, ids: list[str], families: list[str] | None = None) -> dict[str, float]:
     """MAE of a submission against known velocities (N, 70, 70), overall and per family."""
+    import pandas as pd
+
     frame = pd.read_csv(csv, dtype={"oid_ypos": str})
     values = frame[[f"x_{x}" for x in ODD_COLUMNS]].to_numpy(np.float64)
     sample_id = frame["oid_ypos"].str.rsplit("_y_", n=1)

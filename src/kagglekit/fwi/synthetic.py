@@ -13,26 +13,27 @@ OUT/
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from kagglekit.fwi.constants import FAMILIES, GRID, SEISMIC_SHAPE
 from kagglekit.fwi.physics import generate_family, simulate
+from kagglekit.io import atomic_dir
+from kagglekit.progress import progress_bar
 
-# (seismic, velocity) relative paths of the two files of each family, as in train_samples/
-KAGGLE_TRAIN_FILES: dict[str, list[tuple[str, str]]] = {}
-for _family in FAMILIES:
-    if "Fault" in _family:
-        _tags = ("2_1_0", "4_1_0") if _family.endswith("_A") else ("6_1_0", "8_1_0")
-        KAGGLE_TRAIN_FILES[_family] = [(f"seis{t}.npy", f"vel{t}.npy") for t in _tags]
-    else:
-        KAGGLE_TRAIN_FILES[_family] = [(f"data/data{k}.npy", f"model/model{k}.npy") for k in (1, 2)]
+
+def kaggle_train_files(family: str) -> list[tuple[str, str]]:
+    """(seismic, velocity) relative paths of the two files of a family, as in train_samples/."""
+    if "Fault" in family:
+        tags = ("2_1_0", "4_1_0") if family.endswith("_A") else ("6_1_0", "8_1_0")
+        return [(f"seis{t}.npy", f"vel{t}.npy") for t in tags]
+    return [(f"data/data{k}.npy", f"model/model{k}.npy") for k in (1, 2)]
+
+
+KAGGLE_TRAIN_FILES = {family: kaggle_train_files(family) for family in FAMILIES}
 
 SUBMISSION_COLUMNS = ["oid_ypos"] + [f"x_{x}" for x in range(1, GRID, 2)]
 
@@ -72,12 +73,15 @@ def make_competition(
         return out
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: exists with other content or parameters; remove it or choose another folder")
-    partial = out.with_name(f".{out.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    n_models = len(FAMILIES) * 2 * per_file + n_test
-    bar = tqdm(total=n_models, desc="simulate", unit="model", disable=not progress)
+    with atomic_dir(out) as partial:
+        _write_competition(partial, per_file, n_test, seed, batch, progress)
+        (partial / "synthetic.json").write_text(json.dumps(params))
+    return out
 
+
+def _write_competition(partial: Path, per_file: int, n_test: int, seed: int, batch: int, progress: bool) -> None:
+    n_models = len(FAMILIES) * 2 * per_file + n_test
+    bar = progress_bar(total=n_models, desc="simulate", unit="model", disable=not progress)
     for fi, family in enumerate(FAMILIES):
         for fj, (seis_name, vel_name) in enumerate(KAGGLE_TRAIN_FILES[family]):
             velocities = generate_family(family, per_file, seed=[seed, fi, fj])  # (n, 70, 70)
@@ -109,9 +113,3 @@ def make_competition(
     np.save(partial / "test_labels.npy", labels)
     pd.DataFrame({"id": ids, "family": test_families}).to_csv(partial / "test_ids.csv", index=False)
     write_sample_submission(partial / "sample_submission.csv", ids)
-    (partial / "synthetic.json").write_text(json.dumps(params))
-    if out.exists():
-        out.rmdir()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(partial, out)
-    return out

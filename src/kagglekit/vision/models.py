@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from kagglekit.registry import MODELS
+from kagglekit.registry import Registry
+
+MODELS = Registry("vision model")
 
 
 def conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
@@ -121,9 +123,3 @@ def build_classifier(name: str, in_chans: int, num_classes: int, kwargs: dict) -
 
         return timm.create_model(name[len("timm:") :], pretrained=False, in_chans=in_chans, num_classes=num_classes, **kwargs)
     return MODELS.build(name, in_chans=in_chans, num_classes=num_classes, **kwargs)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-

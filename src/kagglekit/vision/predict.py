@@ -1,88 +1,72 @@
-"""Vision inference: calibrated, optionally flip-TTA probabilities from run folders, averaged
-(probability averaging) across runs; metrics with a confusion-matrix PNG; `id,label` CSVs;
-the QAT integer export with its size and accuracy."""
+"""Vision inference: calibrated, flip-TTA probabilities from run folders, averaged (probability
+averaging) across runs; metrics with a confusion-matrix PNG; `id,label` CSVs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from sklearn.metrics import confusion_matrix
+from torch.utils.data import DataLoader
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-from kagglekit.config import load_config  # noqa: E402
-from kagglekit.engine.checkpoint import load_checkpoint  # noqa: E402
-from kagglekit.engine.task import build_task  # noqa: E402
-from kagglekit.io import atomic_path, atomic_write_text  # noqa: E402
+from kagglekit.engine.runs import LoadedRun, load_run
+from kagglekit.engine.tta import predict_batch
+from kagglekit.errors import UserError
+from kagglekit.io import atomic_path, atomic_save_npy, atomic_write_text, write_ids
+from kagglekit.vision.metrics import classification_metrics
 
 
-def load_run(run_dir: str | Path):
-    """(task, model with best weights in eval mode, temperature) of a vision run folder."""
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.yaml")
-    if cfg.task != "vision":
-        raise ValueError(f"{run_dir}: not a vision run (task {cfg.task})")
-    task = build_task(cfg)
-    model = task.build_model()
-    best = load_checkpoint(run_dir / "best.pt", required=("model",))
-    model.load_state_dict(best["model"])
-    return task, model.eval(), float(best.get("temperature", 1.0))
+def load_vision_run(run_dir: str | Path) -> LoadedRun:
+    run = load_run(run_dir)
+    if run.cfg.task != "vision":
+        raise UserError(f"{run_dir}: a '{run.cfg.task}' run, not a vision run")
+    return run
+
+
+def temperature(run: LoadedRun) -> float:
+    return float(run.checkpoint.get("temperature", 1.0))
 
 
 @torch.no_grad()
-def predict_probs(task, model, temperature: float, dataset, batch_size: int = 256) -> np.ndarray:
-    """(N, classes) probabilities: softmax(logits / T), logits flip-averaged when the config says so."""
+def predict_probs(run: LoadedRun, dataset, tta: bool = True, batch_size: int = 256) -> np.ndarray:
+    """(N, classes) probabilities: softmax(logits / T), logits flip-averaged with `tta`."""
     out = []
     for batch in DataLoader(dataset, batch_size=batch_size):
-        out.append(torch.softmax(task.forward(model, batch).float() / temperature, dim=1))
+        logits = predict_batch(run.task, run.model, batch, tta)
+        out.append(torch.softmax(logits / temperature(run), dim=1))
     return torch.cat(out).numpy()
 
 
-def predict_runs(run_dirs: list[str | Path], out_dir: str | Path) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
-    """Mean of the runs' test-split probabilities; writes probs.npy, ids.txt (+ labels.npy)."""
+def predict_runs(run_dirs: list[str | Path], out_dir: str | Path, tta: bool = True) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+    """Mean of the runs' test-split probabilities; writes probs.npy, ids.txt, classes.txt (+ labels.npy)."""
     probs, ids, labels, classes = None, None, None, None
-    for run in run_dirs:
-        task, model, t = load_run(run)
-        test = task.test_dataset()
-        p = predict_probs(task, model, t, test)
-        run_ids = [task.source.ids[i] for i in test.indices]
+    for run_dir in run_dirs:
+        run = load_vision_run(run_dir)
+        test = run.task.test_dataset()
+        p = predict_probs(run, test, tta)
+        run_ids = [run.task.source.ids[i] for i in test.indices]
         if probs is None:
-            probs, ids, labels, classes = p / len(run_dirs), run_ids, task.source.labels[test.indices], task.source.classes
+            probs, ids, labels, classes = p / len(run_dirs), run_ids, run.task.source.labels[test.indices], run.task.source.classes
         else:
             if run_ids != ids:
-                raise ValueError(f"{run}: its test split differs from the first run's")
+                raise UserError(f"{run_dir}: its test split differs from the first run's")
             probs += p / len(run_dirs)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "probs.npy") as tmp, open(tmp, "wb") as f:
-        np.save(f, probs.astype(np.float32))
-    atomic_write_text(out_dir / "ids.txt", "\n".join(ids) + "\n")
+    atomic_save_npy(out_dir / "probs.npy", probs.astype(np.float32))
+    write_ids(out_dir / "ids.txt", ids)
     if (labels >= 0).all():
-        with atomic_path(out_dir / "labels.npy") as tmp, open(tmp, "wb") as f:
-            np.save(f, labels)
+        atomic_save_npy(out_dir / "labels.npy", labels)
     atomic_write_text(out_dir / "classes.txt", "\n".join(classes) + "\n")
     return probs, ids, labels, classes
 
 
-def classification_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    pred = probs.argmax(1)
-    return {
-        "accuracy": float((pred == labels).mean()),
-        "macro_f1": float(f1_score(labels, pred, average="macro")),
-        "balanced_accuracy": float(balanced_accuracy_score(labels, pred)),
-        "nll": float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean()),
-    }
-
-
 def plot_confusion(probs: np.ndarray, labels: np.ndarray, classes: list[str], path: str | Path) -> None:
     cm = confusion_matrix(labels, probs.argmax(1), labels=np.arange(len(classes)))
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(classes), 0.8 + 0.6 * len(classes)))
+    fig = Figure(figsize=(1 + 0.6 * len(classes), 0.8 + 0.6 * len(classes)))
+    ax = fig.subplots()
     ax.imshow(cm / cm.sum(1, keepdims=True).clip(min=1), cmap="Blues", vmin=0, vmax=1)
     for i in range(len(classes)):
         for j in range(len(classes)):
@@ -94,7 +78,6 @@ def plot_confusion(probs: np.ndarray, labels: np.ndarray, classes: list[str], pa
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
 
 
 def write_classification_csv(probs: np.ndarray, ids: list[str], out: str | Path, classes: list[str] | None = None,
@@ -109,9 +92,24 @@ def write_classification_csv(probs: np.ndarray, ids: list[str], out: str | Path,
         id_col, label_col = sample.columns[:2]
         missing = set(sample[id_col]) - set(ids)
         if missing:
-            raise ValueError(f"{sample_submission}: {len(missing)} ids without predictions, e.g. {sorted(missing)[:3]}")
+            raise UserError(f"{sample_submission}: {len(missing)} ids without predictions, e.g. {sorted(missing)[:3]}")
         frame = frame.set_index("id").loc[sample[id_col]].reset_index()
         frame.columns = [id_col, label_col]
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False)
     return Path(out)
+
+
+def predict_to_folder(run_dirs: list[str | Path], out_dir: str | Path, tta: bool = True, csv: str | Path | None = None,
+                      sample_submission: str | Path | None = None, class_names: bool = False) -> str:
+    """`vision predict`: probabilities, metrics + confusion PNG when labels are known, CSV; returns the report."""
+    probs, ids, labels, classes = predict_runs(run_dirs, out_dir, tta)
+    lines = [f"probabilities of {len(ids)} test images ({len(run_dirs)} runs averaged, flip TTA {'on' if tta else 'off'}): "
+             f"{Path(out_dir) / 'probs.npy'}"]
+    if (labels >= 0).all():
+        lines += [f"{k}: {v:.4f}" for k, v in classification_metrics(probs, labels).items()]
+        plot_confusion(probs, labels, classes, Path(out_dir) / "confusion.png")
+        lines.append(f"wrote {Path(out_dir) / 'confusion.png'}")
+    if csv:
+        lines.append(f"wrote {write_classification_csv(probs, ids, csv, classes if class_names else None, sample_submission)}")
+    return "\n".join(lines)

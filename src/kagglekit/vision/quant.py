@@ -111,3 +111,24 @@ def dequantize_into(model: nn.Module, export: dict) -> nn.Module:
     if unexpected or [m for m in missing if not m.endswith("num_batches_tracked")]:
         raise ValueError(f"export does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return model
+
+
+def export_run(run_dir, out) -> str:
+    """`vision export`: write the integer export of a QAT run, reload it into a fresh model and
+    score it on the test split; returns the report (size and accuracy)."""
+    from kagglekit.errors import UserError
+    from kagglekit.io import atomic_torch_save
+    from kagglekit.vision.metrics import classification_metrics
+    from kagglekit.vision.predict import load_vision_run, predict_probs
+
+    run = load_vision_run(run_dir)
+    if not quantized_layers(run.model):
+        raise UserError(f"{run_dir}: not a QAT run (set model.qat_bits)")
+    export = export_quantized(run.model)
+    atomic_torch_save(export, out)
+    run.model = dequantize_into(run.task.build_model(), torch.load(out, weights_only=False)).eval()
+    test = run.task.test_dataset()
+    metrics = classification_metrics(predict_probs(run, test), run.task.source.labels[test.indices])
+    return (f"integer export {out}: {export['size_bytes']} bytes vs {export['float32_bytes']} bytes float32 "
+            f"({export['float32_bytes'] / export['size_bytes']:.1f}x smaller)\n"
+            f"exported integer model, test accuracy {metrics['accuracy']:.4f}")

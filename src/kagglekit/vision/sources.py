@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kagglekit.errors import UserError
 
-class VisionDataError(ValueError):
+
+class VisionDataError(UserError):
     pass
 
 

@@ -1,21 +1,26 @@
 """Image classification as an engine task: k-fold over the official train split (stratified by
-class, same fold machinery as FWI), the official test split kept for testing."""
+class), the official test split kept out of every fold for testing."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from sklearn.metrics import balanced_accuracy_score, f1_score
 from torch.utils.data import Dataset
 
-from kagglekit.fwi.data.folds import HOLDOUT, assign_folds
-from kagglekit.registry import TASKS
-from kagglekit.vision.sources import ImageSource, VisionDataError, load_source
+from kagglekit.errors import UserError
+from kagglekit.folds import EXCLUDED, assign_folds, fold_signature, split_for_fold
+from kagglekit.losses import LOSSES
+from kagglekit.pretrained import load_pretrained
+from kagglekit.report import markdown_table
+from kagglekit.vision.metrics import classification_metrics
+from kagglekit.vision.models import build_classifier
+from kagglekit.vision.quant import apply_qat
+from kagglekit.vision.sources import ImageSource, load_source
 from kagglekit.vision.transforms import build_transform, to_tensor
 
 
@@ -35,17 +40,16 @@ class VisionDataset(Dataset):
 
 
 def fold_assignment(source: ImageSource, cfg) -> np.ndarray:
-    """Fold per item: -2 for the official test split, -1 holdout, 0..k-1 otherwise."""
-    folds = np.full(len(source), -2, dtype=np.int64)
+    """Fold per item: EXCLUDED for the official test split, HOLDOUT (-1) for the holdout, 0..k-1 otherwise."""
+    folds = np.full(len(source), EXCLUDED, dtype=np.int64)
     pool = np.flatnonzero(source.splits != "test")
     if cfg.val_split_as_fold:
         folds[pool] = np.where(source.splits[pool] == "val", 0, 1)
         return folds
-    folds[pool] = assign_folds(source.labels[pool].astype(str), n_folds=cfg.n_folds, seed=cfg.fold_seed, holdout=cfg.holdout)
+    folds[pool] = assign_folds(source.labels[pool], n_folds=cfg.n_folds, seed=cfg.fold_seed, holdout=cfg.holdout)
     return folds
 
 
-@TASKS.register("vision")
 class VisionTask:
     primary_metric = "accuracy"
     greater_is_better = True
@@ -53,19 +57,21 @@ class VisionTask:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.source = load_source(cfg.data)
-        self.folds = fold_assignment(self.source, cfg.data)
+        if cfg.train.loss != "cross_entropy":
+            raise UserError(f"vision trains with train.loss=cross_entropy, found {cfg.train.loss!r}")
+        self.loss_fn = LOSSES.build("cross_entropy", label_smoothing=cfg.train.label_smoothing)
+
+    @functools.cached_property
+    def source(self) -> ImageSource:
+        return load_source(self.cfg.data)
+
+    @functools.cached_property
+    def folds(self) -> np.ndarray:
+        return fold_assignment(self.source, self.cfg.data)
 
     def datasets(self, fold: int):
         data = self.cfg.data
-        valid_folds = sorted(set(self.folds[self.folds >= 0].tolist()))
-        if fold == HOLDOUT:
-            train_idx, valid_idx = np.flatnonzero(self.folds >= 0), np.flatnonzero(self.folds == HOLDOUT)
-        elif fold in valid_folds:
-            train_idx = np.flatnonzero((self.folds >= 0) & (self.folds != fold))
-            valid_idx = np.flatnonzero(self.folds == fold)
-        else:
-            raise VisionDataError(f"{self.source.name}: fold {fold} not found; folds are {valid_folds} (or -1)")
+        train_idx, valid_idx = split_for_fold(self.folds, fold, where=self.source.name)
         if data.max_train_samples and data.max_train_samples < len(train_idx):
             train_idx = np.sort(np.random.default_rng(self.cfg.train.seed).choice(train_idx, data.max_train_samples, replace=False))
         seed = self.cfg.train.seed
@@ -73,15 +79,13 @@ class VisionTask:
         valid = VisionDataset(self.source, valid_idx, build_transform(data, train=False, seed=seed)) if len(valid_idx) else None
         return train, valid
 
+    def fold_signature(self) -> str:
+        return fold_signature(self.source.ids, self.folds)
+
     def test_dataset(self) -> VisionDataset:
-        return VisionDataset(self.source, np.flatnonzero(self.folds == -2), build_transform(self.cfg.data, train=False, seed=0))
+        return VisionDataset(self.source, np.flatnonzero(self.folds == EXCLUDED), build_transform(self.cfg.data, train=False, seed=0))
 
     def build_model(self) -> torch.nn.Module:
-        import kagglekit.vision.models  # noqa: F401  (registration)
-        from kagglekit.fwi.models.common import load_pretrained
-        from kagglekit.vision.models import build_classifier
-        from kagglekit.vision.quant import apply_qat
-
         kwargs = dict(self.cfg.model.kwargs)
         if self.cfg.model.name == "alexnet":
             kwargs.setdefault("image_size", self.cfg.data.image_size or self.source.image(0).shape[0])
@@ -93,23 +97,19 @@ class VisionTask:
         return model
 
     def forward(self, model, batch):
-        logits = model(batch["image"])  # (B, C)
-        if self.cfg.data.tta_flip and not model.training:
-            logits = 0.5 * (logits + model(batch["image"].flip(-1)))
-        return logits
+        return model(batch["image"])  # (B, C, H, W) -> (B, classes) logits
+
+    def flip_input(self, batch):
+        return {**batch, "image": batch["image"].flip(-1)}
+
+    def flip_output(self, output):
+        return output  # class logits do not move with the image
 
     def loss(self, output, batch):
-        return {"loss": F.cross_entropy(output.float(), batch["label"], label_smoothing=self.cfg.train.label_smoothing)}
+        return {"loss": self.loss_fn(output, batch["label"])}
 
     def evaluate(self, outputs, keys) -> dict[str, float]:
-        y = keys["label"].numpy()
-        pred = outputs.argmax(1).numpy()
-        return {
-            "accuracy": float((pred == y).mean()),
-            "macro_f1": float(f1_score(y, pred, average="macro")),
-            "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
-            "nll": float(F.cross_entropy(outputs.float(), keys["label"])),
-        }
+        return classification_metrics(torch.softmax(outputs.float(), dim=1).numpy(), keys["label"].numpy())
 
     def oof(self, outputs, keys):
         idx = keys["index"].numpy()
@@ -117,7 +117,7 @@ class VisionTask:
         return outputs.numpy().astype(np.float32), frame
 
     def report(self, metrics: dict[str, float]) -> str:
-        return "\n".join(["| metric | value |", "|---|---:|"] + [f"| {k} | {v:.4f} |" for k, v in metrics.items()])
+        return markdown_table(["metric", "value"], list(metrics.items()), digits=4)
 
     def after_fit(self, run_dir: Path) -> None:
         """Temperature scaling on the validation (out-of-fold) logits; saved with the model."""

@@ -7,24 +7,24 @@ Output folder layout:
   manifest.json          what was converted (source files, sizes, options): reruns compare it
 
 Everything is written into a sibling `.<name>.partial/` folder and renamed into place at the
-end, so an interrupted run leaves no half-valid output and a rerun starts clean.
+end, so an interrupted run leaves no half-valid output and a rerun starts clean. Rerunning the
+same conversion is a no-op that never touches the folds: runs trained on them stay valid. Only
+`recompute_folds` (`kagglekit fwi folds`) reassigns them.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from kagglekit.folds import assign_folds
 from kagglekit.fwi.constants import SEISMIC_SHAPE, VELOCITY_SHAPE
-from kagglekit.fwi.data.folds import assign_folds
 from kagglekit.fwi.data.readers import DataError, check_finite, find_train_pairs, open_array
-from kagglekit.io import atomic_write_text
+from kagglekit.io import atomic_dir, atomic_write_text
+from kagglekit.progress import progress_bar
 
 FP16_MAX = 65504.0
 FORMAT_VERSION = 1
@@ -59,14 +59,20 @@ def convert(
     chunk: int = 32,
     progress: bool = True,
 ) -> Path:
-    """Convert the tree at `src` into `out`; a no-op if `out` already holds this conversion."""
+    """Convert the tree at `src` into `out`; a no-op if `out` already holds this conversion with
+    these fold options (other fold options are refused: `recompute_folds` changes folds)."""
     src, out = Path(src), Path(out)
     pairs = find_train_pairs(src)
     manifest = _manifest(src, pairs, shard_size)
+    fold_options = {"n_folds": n_folds, "seed": seed, "holdout": holdout}
     if out.exists():
         existing = out / "manifest.json"
-        if existing.is_file() and _same_conversion(json.loads(existing.read_text()), manifest):
-            recompute_folds(out, n_folds=n_folds, seed=seed, holdout=holdout)  # cheap; options may differ
+        if existing.is_file() and _same_conversion(previous := json.loads(existing.read_text()), manifest):
+            if previous.get("folds", fold_options) != fold_options:
+                raise DataError(
+                    f"{out}: holds this conversion with folds {previous['folds']}, not {fold_options}; "
+                    f"change folds with `kagglekit fwi folds {out} ...` (runs trained on the old folds will refuse to resume)"
+                )
             return out
         if existing.is_file():
             raise DataError(f"{out}: holds a different conversion (source files or options differ); choose another OUT")
@@ -80,11 +86,19 @@ def convert(
     per_shard = shard_size or n_total
     n_shards = max(1, -(-n_total // per_shard))
     sharded = shard_size is not None
-    partial = out.with_name(f".{out.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)  # leftovers of an interrupted run
-    partial.mkdir(parents=True)
+    with atomic_dir(out) as partial:
+        _write(partial, src, pairs, per_shard, n_shards, sharded, n_total, chunk, progress)
+        index = pd.read_csv(partial / "index.csv")
+        index["fold"] = assign_folds(index["family"].to_numpy(), n_folds=n_folds, seed=seed, holdout=holdout)
+        index.to_csv(partial / "index.csv", index=False)
+        record = {**manifest, "n": n_total, "n_shards": n_shards, "folds": fold_options}
+        (partial / "manifest.json").write_text(json.dumps(record, indent=1))
+    return out
 
+
+def _write(partial: Path, src: Path, pairs, per_shard: int, n_shards: int, sharded: bool, n_total: int, chunk: int,
+           progress: bool) -> None:
+    """Stream every pair into the memmaps of `partial`; index.csv without folds."""
     velocity = np.lib.format.open_memmap(partial / "velocity.npy", mode="w+", dtype=np.float32, shape=(n_total, *VELOCITY_SHAPE))
     shards = []
     for s in range(n_shards):
@@ -95,7 +109,7 @@ def convert(
 
     rows = []
     pos = 0
-    bar = tqdm(total=n_total, desc="convert", unit="sample", disable=not progress)
+    bar = progress_bar(total=n_total, desc="convert", unit="sample", disable=not progress)
     for pair in pairs:
         seis, vel = open_array(pair.seismic_path), open_array(pair.velocity_path)
         for start in range(0, pair.n, chunk):
@@ -123,19 +137,19 @@ def convert(
     index = pd.DataFrame(rows, columns=["sample_id", "family", "source_file", "index_in_file"])
     index["shard"] = index["sample_id"] // per_shard
     index["row"] = index["sample_id"] % per_shard
-    index["fold"] = assign_folds(index["family"].to_numpy(), n_folds=n_folds, seed=seed, holdout=holdout)
     index.to_csv(partial / "index.csv", index=False)
-    (partial / "manifest.json").write_text(json.dumps({**manifest, "n": n_total, "n_shards": n_shards}, indent=1))
-    os.replace(partial, out)
-    return out
 
 
 def recompute_folds(out: str | Path, n_folds: int = 5, seed: int = 0, holdout: float = 0.0) -> pd.DataFrame:
-    """Rewrite the fold column of OUT/index.csv (atomically) without reconverting."""
-    path = Path(out) / "index.csv"
-    if not path.is_file():
-        raise DataError(f"{path}: not found; run `kagglekit fwi convert` first")
+    """Reassign the fold column of OUT/index.csv (atomically) without reconverting; the manifest
+    records the new options. Runs trained on the old folds refuse to resume (fold signature)."""
+    path, manifest_path = Path(out) / "index.csv", Path(out) / "manifest.json"
+    if not path.is_file() or not manifest_path.is_file():
+        raise DataError(f"{Path(out)}: no index.csv / manifest.json; run `kagglekit fwi convert` first")
     index = pd.read_csv(path)
     index["fold"] = assign_folds(index["family"].to_numpy(), n_folds=n_folds, seed=seed, holdout=holdout)
     atomic_write_text(path, index.to_csv(index=False))
+    manifest = json.loads(manifest_path.read_text())
+    manifest["folds"] = {"n_folds": n_folds, "seed": seed, "holdout": holdout}
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     return index

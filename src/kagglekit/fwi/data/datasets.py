@@ -11,13 +11,10 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from kagglekit.fwi.constants import FAMILIES, SEISMIC_SHAPE
+from kagglekit.fwi.constants import SEISMIC_SHAPE
 from kagglekit.fwi.data.convert import shard_name
 from kagglekit.fwi.data.flip import flip_seismic, flip_velocity
 from kagglekit.fwi.data.readers import DataError, TestFolder, open_array
-
-FAMILY_TO_ID = {name: i for i, name in enumerate(FAMILIES)}
-
 
 class _RowFile:
     """Rows of a C-ordered .npy file read with pread into fresh tensors (no mmap page faults).
@@ -81,8 +78,14 @@ class ConvertedFolder:
             self._velocity = open_array(self.root / "velocity.npy")
         return self._velocity[sample_id]
 
-    def ids_for_folds(self, folds: list[int]) -> np.ndarray:
-        return self.index.loc[self.index["fold"].isin(folds), "sample_id"].to_numpy()
+    @property
+    def families(self) -> list[str]:
+        """Family names, sorted; a sample's family code is its position here."""
+        return sorted(self.index["family"].astype(str).unique().tolist())
+
+    def family_codes(self) -> np.ndarray:
+        """(N,) int64 family code per sample_id."""
+        return self.index["family"].astype(str).map({f: k for k, f in enumerate(self.families)}).to_numpy(np.int64)
 
     def __getstate__(self):  # files are reopened in each worker
         return {**self.__dict__, "_shards": {}, "_velocity": None}
@@ -90,13 +93,13 @@ class ConvertedFolder:
 
 class FWITrainDataset(Dataset):
     """Items: seismic (5, 1000, 70) float16 (cast on the device), velocity (70, 70) float32,
-    family id, sample id."""
+    family code (position in `folder.families`), sample id."""
 
     def __init__(self, folder: ConvertedFolder, sample_ids: np.ndarray, flip_prob: float = 0.0):
         self.folder = folder
         self.sample_ids = np.asarray(sample_ids)
         self.flip_prob = flip_prob
-        self.family_ids = folder.index["family"].map(lambda f: FAMILY_TO_ID.get(f, -1)).to_numpy()
+        self.family_ids = folder.family_codes()
 
     def __len__(self) -> int:
         return len(self.sample_ids)

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from kagglekit.errors import UserError
 from kagglekit.fwi.constants import FAMILIES, SEISMIC_SHAPE, VELOCITY_SHAPE
 
 ALLOWED_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 TEST_ID = re.compile(r"^[0-9a-f]{10}$")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data file is missing or not what the competition format says."""
 
 

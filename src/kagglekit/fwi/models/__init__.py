@@ -1,9 +1,8 @@
 """Velocity-map models: (B, 5, 1000, 70) seismic -> (B, 70, 70) m/s in [1500, 4500].
 
-Importing this package registers every model in kagglekit.registry.MODELS.
+`MODELS` is the waveform-inversion model registry; its modules are imported on the first lookup.
 """
 
-from kagglekit.fwi.models import fullres, hgnet, inversionnet, unet  # noqa: F401  (registration)
-from kagglekit.fwi.models.common import load_pretrained
+from kagglekit.registry import Registry
 
-__all__ = ["load_pretrained"]
+MODELS = Registry("fwi model", modules=[f"kagglekit.fwi.models.{m}" for m in ("inversionnet", "unet", "hgnet", "fullres")])

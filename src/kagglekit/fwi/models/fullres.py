@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kagglekit.fwi.models.common import bound_velocity, same_padding_width, transform_seismic, unet_decoder
-from kagglekit.registry import MODELS
+from kagglekit.fwi.models import MODELS
 
 PADDED_TIME = 1152  # 1152 / 4 / 4 = 72
 

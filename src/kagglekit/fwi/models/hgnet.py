@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kagglekit.fwi.models.common import bound_velocity, transform_seismic, unet_decoder
-from kagglekit.registry import MODELS
+from kagglekit.fwi.models import MODELS
 
 
 @MODELS.register("hgnet")

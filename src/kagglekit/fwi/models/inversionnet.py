@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kagglekit.fwi.models.common import bound_velocity, transform_seismic
-from kagglekit.registry import MODELS
+from kagglekit.fwi.models import MODELS
 
 
 def conv_block(cin, cout, kernel=(3, 3), stride=(1, 1), padding=(1, 1)):

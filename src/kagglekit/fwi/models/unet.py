@@ -28,7 +28,7 @@ from kagglekit.fwi.models.common import (
     transform_seismic,
 )
 from kagglekit.fwi.models.migration import ConstantVelocityMigration
-from kagglekit.registry import MODELS
+from kagglekit.fwi.models import MODELS
 
 
 @MODELS.register("unet")

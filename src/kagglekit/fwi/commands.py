@@ -1,0 +1,145 @@
+"""`kagglekit fwi <command>`: argument parsing and one library call per command."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kagglekit.cli import command
+
+
+def _convert(args) -> None:
+    from kagglekit.fwi.data.convert import convert
+
+    out = convert(args.src, args.out, shard_size=args.shard_size, n_folds=args.folds, holdout=args.holdout, seed=args.seed)
+    print(f"converted {args.src} -> {out}")
+
+
+def _folds(args) -> None:
+    from kagglekit.fwi.data.convert import recompute_folds
+
+    index = recompute_folds(args.converted, n_folds=args.folds, seed=args.seed, holdout=args.holdout)
+    print(index.groupby(["family", "fold"]).size().unstack(fill_value=0).to_string())
+
+
+def _simulate(args) -> None:
+    from kagglekit.fwi.synthetic import make_competition
+
+    out = make_competition(args.out, per_file=args.per_file, n_test=args.n_test, seed=args.seed, batch=args.batch)
+    print(f"synthetic competition ready: {out}")
+
+
+def _predict(args) -> None:
+    from kagglekit.fwi.predict import predict_runs
+
+    written = predict_runs(args.runs, args.test_dir, args.out, tta_flip=not args.no_tta, batch_size=args.batch_size,
+                           num_workers=args.workers, device=args.device)
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    print(f"ids: {Path(args.out) / 'ids.txt'}")
+
+
+def _cv(args) -> None:
+    from kagglekit.fwi.cv import cv_report
+
+    table, files = cv_report(args.runs, args.out, worst=args.worst)
+    print(table)
+    for path in files.values():
+        print(f"wrote {path}")
+
+
+def _ensemble(args) -> None:
+    from kagglekit.fwi.ensemble import ensemble_to_folder
+
+    print(ensemble_to_folder(args.oof, args.preds, args.method, args.out))
+
+
+def _submit(args) -> None:
+    from kagglekit.fwi.submission import submit
+
+    result = submit(args.pred, args.ids, args.sample_submission, args.out)
+    print(f"wrote {result['path']} in {result['write_s']:.1f} s; validated in {result['validate_s']:.1f} s "
+          "(columns, ids, duplicates, finite values in 1500-4500)")
+
+
+def _validate(args) -> None:
+    from kagglekit.errors import UserError
+    from kagglekit.fwi.submission import validate_submission
+
+    problems = validate_submission(args.csv, args.sample_submission)
+    if problems:
+        raise UserError(f"{args.csv} is invalid: " + "; ".join(map(str, problems)))
+    print(f"{args.csv}: valid")
+
+
+def _score(args) -> None:
+    from kagglekit.fwi.submission import score_table
+
+    print(score_table(args.csv, args.labels, args.label_ids))
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    c = command(commands, "convert", "stream a training tree into fp16 memmaps + index.csv")
+    c.add_argument("src", help="train_samples/ tree or OpenFWI release folder (float32 or float16)")
+    c.add_argument("out", help="output folder (built in .OUT.partial/, renamed when complete)")
+    c.add_argument("--shard-size", type=int, default=None, help="samples per seismic shard (default: one file)")
+    c.add_argument("--folds", type=int, default=5, help="number of cross-validation folds")
+    c.add_argument("--holdout", type=float, default=0.0, help="fraction of every family kept as fold -1")
+    c.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
+    c.set_defaults(func=_convert)
+
+    f = command(commands, "folds", "reassign the folds of a converted folder (the only command that changes them)")
+    f.add_argument("converted", help="folder written by `fwi convert`")
+    f.add_argument("--folds", type=int, default=5, help="number of cross-validation folds")
+    f.add_argument("--holdout", type=float, default=0.0, help="fraction of every family kept as fold -1")
+    f.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
+    f.set_defaults(func=_folds)
+
+    s = command(commands, "simulate", "write a synthetic competition (Kaggle layout) simulated with deepwave")
+    s.add_argument("out", help="output folder")
+    s.add_argument("--per-file", type=int, default=50, help="samples per training file (2 files per family)")
+    s.add_argument("--n-test", type=int, default=100, help="number of test samples")
+    s.add_argument("--seed", type=int, default=0, help="seed of the velocity maps and test ids")
+    s.add_argument("--batch", type=int, default=32, help="velocity models per simulator call")
+    s.set_defaults(func=_simulate)
+
+    p = command(commands, "predict", "predict a test folder from run folders (best EMA weights, flip TTA)")
+    p.add_argument("runs", nargs="+", help="run folders, e.g. runs/hgnet_b2/fold0 runs/hgnet_b2/fold1")
+    p.add_argument("--test-dir", required=True, help="folder of <id>.npy test files")
+    p.add_argument("--out", required=True, help="prediction folder (<config>__<fold>.npy, <config>.npy, ids.txt)")
+    p.add_argument("--no-tta", action="store_true", help="skip the flip TTA pass")
+    p.add_argument("--batch-size", type=int, default=32, help="test samples per forward pass")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers reading test files")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=_predict)
+
+    v = command(commands, "cv", "local CV from out-of-fold predictions (table, CSV, PNGs)")
+    v.add_argument("runs", nargs="+", help="run folders (one fold) or config folders (runs/<config>: folds merged)")
+    v.add_argument("--out", default="runs/cv", help="where cv.csv and the PNGs go")
+    v.add_argument("--worst", type=int, default=6, help="worst samples to draw per run")
+    v.set_defaults(func=_cv)
+
+    e = command(commands, "ensemble", "blend models by OOF: mean, median or fitted weights")
+    e.add_argument("--oof", nargs="+", required=True, help="run or config folders with OOF predictions")
+    e.add_argument("--preds", nargs="*", default=[], help="test prediction files (.npy with ids.txt beside), one per --oof member, same order")
+    e.add_argument("--method", choices=["mean", "median", "weights"], default="weights", help="how members are combined")
+    e.add_argument("--out", default="predictions/ensemble", help="folder for ensemble.json (+ ensemble.npy, ids.txt)")
+    e.set_defaults(func=_ensemble)
+
+    b = command(commands, "submit", "write and validate the Kaggle submission CSV")
+    b.add_argument("pred", help="(N, 70, 70) .npy predictions")
+    b.add_argument("--ids", required=True, help="ids file of the predictions (ids.txt: one id per line, array order)")
+    b.add_argument("--sample-submission", required=True, help="the competition's sample_submission.csv (row order)")
+    b.add_argument("--out", required=True, help="CSV to write, e.g. submissions/hgnet_b2.csv")
+    b.set_defaults(func=_submit)
+
+    c2 = command(commands, "validate", "check a submission CSV against the sample submission")
+    c2.add_argument("csv", help="submission CSV")
+    c2.add_argument("--sample-submission", required=True, help="the competition's sample_submission.csv")
+    c2.set_defaults(func=_validate)
+
+    sc = command(commands, "score", "Kaggle MAE of a submission against known test velocities")
+    sc.add_argument("csv", help="submission CSV")
+    sc.add_argument("--labels", required=True, help="test_labels.npy (N, 70, 70)")
+    sc.add_argument("--label-ids", required=True, help="test_ids.csv: id[,family] per row of --labels")
+    sc.set_defaults(func=_score)
