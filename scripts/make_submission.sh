@@ -25,7 +25,7 @@ for CFG in "${CONFIGS[@]}"; do CV_RUNS+=("runs/$CFG"); done
 if [ ${#CONFIGS[@]} -gt 1 ]; then
   TESTS=()
   for CFG in "${CONFIGS[@]}"; do TESTS+=("$OUT/$CFG.npy"); done
-  "$KK" fwi ensemble --oof "${CV_RUNS[@]}" --test "${TESTS[@]}" --method weights --out "$OUT/ensemble"
+  "$KK" fwi ensemble --oof "${CV_RUNS[@]}" --preds "${TESTS[@]}" --method weights --out "$OUT/ensemble"
   PRED="$OUT/ensemble/ensemble.npy"; IDS="$OUT/ensemble/ids.txt"; NAME="ensemble_$(IFS=_; echo "${CONFIGS[*]}")"
 else
   PRED="$OUT/${CONFIGS[0]}.npy"; IDS="$OUT/ids.txt"; NAME="${CONFIGS[0]}"
@@ -33,5 +33,5 @@ fi
 "$KK" fwi submit "$PRED" --ids "$IDS" --sample-submission "$SAMPLE" --out "submissions/$NAME.csv"
 LABELS="$(dirname "$TEST")/test_labels.npy"
 if [ -f "$LABELS" ]; then
-  "$KK" fwi score "submissions/$NAME.csv" --labels "$LABELS" --ids "$(dirname "$TEST")/test_ids.csv"
+  "$KK" fwi score "submissions/$NAME.csv" --labels "$LABELS" --label-ids "$(dirname "$TEST")/test_ids.csv"
 fi

@@ -13,5 +13,5 @@ if [ -f "$OUT/converted/manifest.json" ]; then
   exit 0
 fi
 echo "[make_synthetic] simulating the synthetic competition in $OUT"
-.venv/bin/kagglekit fwi simulate "$OUT" --per-file "${SYN_PER_FILE:-50}" --test "${SYN_TEST:-100}"
+.venv/bin/kagglekit fwi simulate "$OUT" --per-file "${SYN_PER_FILE:-50}" --n-test "${SYN_TEST:-100}"
 .venv/bin/kagglekit fwi convert "$OUT/train_samples" "$OUT/converted"

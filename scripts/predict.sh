@@ -20,5 +20,5 @@ for CFG in "${CONFIGS[@]}"; do
     echo "[predict] no trained folds in runs/$CFG (train with: bash scripts/train_fold.sh configs/fwi/$CFG.yaml 0)" >&2
     exit 2
   fi
-  "$ROOT/.venv/bin/kagglekit" fwi predict "${RUNS[@]}" --test "$TEST" --out "$OUT"
+  "$ROOT/.venv/bin/kagglekit" fwi predict "${RUNS[@]}" --test-dir "$TEST" --out "$OUT"
 done

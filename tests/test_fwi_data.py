@@ -9,7 +9,7 @@ import torch
 from kagglekit.fwi.data import DataError, KaggleTrainSamples, OpenFWIFiles, TestFolder, flip_seismic, flip_velocity
 from kagglekit.fwi.data.convert import convert, recompute_folds
 from kagglekit.fwi.data.datasets import ConvertedFolder, FWITestDataset, FWITrainDataset
-from kagglekit.fwi.data.folds import assign_folds
+from kagglekit.folds import assign_folds
 
 
 def make_pair(folder, seis_name, vel_name, n, rng, dtype=np.float32):
@@ -112,8 +112,13 @@ def test_convert_rerun_is_noop_and_other_conversion_rejected(mixed_tree, tmp_pat
     root, _ = mixed_tree
     out = convert(root, tmp_path / "conv", progress=False)
     stamp = (out / "seismic.npy").stat().st_mtime_ns
+    index_before = (out / "index.csv").read_bytes()
     convert(root, out, progress=False)
     assert (out / "seismic.npy").stat().st_mtime_ns == stamp
+    assert (out / "index.csv").read_bytes() == index_before  # a rerun never reshuffles folds
+    with pytest.raises(DataError, match="kagglekit fwi folds"):
+        convert(root, out, seed=5, progress=False)  # other fold options: refused, folds untouched
+    assert (out / "index.csv").read_bytes() == index_before
     with pytest.raises(DataError, match="different conversion"):
         convert(root, out, shard_size=5, progress=False)
     (tmp_path / "junk").mkdir()

@@ -7,11 +7,11 @@ import segmentation_models_pytorch as smp
 import timm
 import torch
 
-import kagglekit.fwi.models  # noqa: F401  (registration)
 from kagglekit.config import load_config
-from kagglekit.fwi.models import load_pretrained
+from kagglekit.fwi.models import MODELS
 from kagglekit.fwi.models.fullres import create_backbone
-from kagglekit.registry import MODELS
+from kagglekit.errors import UserError
+from kagglekit.pretrained import load_pretrained
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "fwi"
 TINY = {name: load_config(CONFIGS / f"tiny_{name}.yaml").model for name in ("inversionnet", "unet", "hgnet", "convnext", "caformer")}
@@ -74,7 +74,7 @@ def test_pretrained_kagglekit_checkpoint_and_errors(tmp_path):
     load_pretrained(model, tmp_path / "best.pt")
     for key, value in source.state_dict().items():
         assert torch.equal(model.state_dict()[key], value)
-    with pytest.raises(FileNotFoundError, match="local file"):
+    with pytest.raises(UserError, match="local file"):
         load_pretrained(model, tmp_path / "missing.pt")
     torch.save({"model": MODELS.build("hgnet", **TINY["hgnet"].kwargs).state_dict()}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="tensors match"):

@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kagglekit.fwi.submission import SubmissionError, score_submission, validate_submission, write_submission
+from kagglekit.fwi.submission import (
+    SubmissionError,
+    sample_submission_ids,
+    score_submission,
+    submit,
+    validate_submission,
+    write_submission,
+)
 from kagglekit.fwi.synthetic import write_sample_submission
 
 
@@ -102,3 +109,167 @@ def test_score_against_labels(sample, tmp_path, rng):
     expected = np.abs(clipped - labels)[:, :, 1::2].mean()
     assert metrics["mae"] == pytest.approx(expected, abs=0.05)
     assert set(metrics) == {"mae", "mae/A", "mae/B"}
+
+
+# --- pyarrow validator: exact messages and CSV line numbers ------------------------------------
+
+
+def _good_lines(sample, tmp_path) -> list[str]:
+    path, ids = sample
+    good = write_submission(np.full((4, 70, 70), 3000.0, np.float32), ids, path, tmp_path / "good.csv")
+    return good.read_text().splitlines()
+
+
+def _set_cell(lines: list[str], line: int, column: str, text: str) -> None:
+    """Replace one cell; `line` is the 1-based CSV line number (line 1 = header)."""
+    k = lines[0].split(",").index(column)
+    cells = lines[line - 1].split(",")
+    cells[k] = text
+    lines[line - 1] = ",".join(cells)
+
+
+def _problems(lines: list[str], sample, tmp_path) -> list[str]:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    return [str(p) for p in validate_submission(bad, sample[0])]
+
+
+def _oid(sample, line: int) -> str:
+    ids = sample[1]
+    return f"{ids[(line - 2) // 70]}_y_{(line - 2) % 70}"
+
+
+@pytest.mark.parametrize(
+    "line, column, text, expect",
+    [
+        (11, "x_9", "abc", "non-numeric, NaN or inf values: 1 cells in 1 rows; first at line 11 ({oid}), column x_9 = 'abc'"),
+        (7, "x_3", "nan", "non-numeric, NaN or inf values: 1 cells in 1 rows; first at line 7 ({oid}), column x_3 = nan"),
+        (8, "x_5", "", "non-numeric, NaN or inf values: 1 cells in 1 rows; first at line 8 ({oid}), column x_5 = ''"),
+        (9, "x_69", "-inf", "non-numeric, NaN or inf values: 1 cells in 1 rows; first at line 9 ({oid}), column x_69 = -inf"),
+        (10, "x_7", "1400.0", "values outside 1500-4500: 1 cells in 1 rows; first at line 10 ({oid}), column x_7 = 1400.0"),
+        (250, "x_1", "4500.1", "values outside 1500-4500: 1 cells in 1 rows; first at line 250 ({oid}), column x_1 = 4500.1"),
+    ],
+)
+def test_validator_locates_bad_cells(sample, tmp_path, line, column, text, expect):
+    lines = _good_lines(sample, tmp_path)
+    _set_cell(lines, line, column, text)
+    assert _problems(lines, sample, tmp_path) == [expect.format(oid=_oid(sample, line))]
+
+
+def test_validator_counts_cells_and_rows_and_reports_the_first(sample, tmp_path):
+    lines = _good_lines(sample, tmp_path)
+    _set_cell(lines, 200, "x_3", "zz")  # text in one column, NaN in another: both are "non-numeric, NaN or inf"
+    _set_cell(lines, 30, "x_11", "nan")
+    _set_cell(lines, 30, "x_5", "")
+    _set_cell(lines, 40, "x_1", "1499.9")
+    _set_cell(lines, 41, "x_1", "9e9")
+    assert _problems(lines, sample, tmp_path) == [
+        f"non-numeric, NaN or inf values: 3 cells in 2 rows; first at line 30 ({_oid(sample, 30)}), column x_5 = ''",
+        f"values outside 1500-4500: 2 cells in 2 rows; first at line 40 ({_oid(sample, 40)}), column x_1 = 1499.9",
+    ]
+
+
+def test_validator_reports_ids_with_lines(sample, tmp_path):
+    lines = _good_lines(sample, tmp_path)
+    dup = lines[8]  # line 9
+    lines.append(dup)  # line 282: a repeat of line 9
+    lines[4] = "ffffffffff" + lines[4][10:]  # line 5: unknown id (so its own oid goes missing)
+    del lines[100:102]  # lines 101, 102 dropped
+    problems = _problems(lines, sample, tmp_path)
+    assert problems == [
+        f"duplicates: 1 repeated oid_ypos, first at lines [280]: ['{_oid(sample, 9)}']",
+        f"missing rows: 3 oid_ypos of the sample submission absent, e.g. {[_oid(sample, 5), _oid(sample, 101), _oid(sample, 102)]}",
+        "unknown rows: 1 oid_ypos not in the sample submission, first at lines [5]: ['ffffffffff_y_3']",
+    ]
+
+
+def test_validator_column_order_and_set(sample, tmp_path):
+    lines = _good_lines(sample, tmp_path)
+    swapped = [",".join([c[0], c[2], c[1], *c[3:]]) for c in (line.split(",") for line in lines)]
+    assert _problems(swapped, sample, tmp_path) == ["columns: order differs: ['oid_ypos', 'x_3', 'x_1', 'x_5', 'x_7']..."]
+    dropped = [line.rsplit(",", 1)[0] for line in lines]
+    assert _problems(dropped, sample, tmp_path) == ["columns: missing ['x_69'], unexpected []"]
+
+
+def test_validator_accepts_permuted_rows_and_flags_unreadable(sample, tmp_path):
+    lines = _good_lines(sample, tmp_path)
+    assert _problems([lines[0], *lines[:0:-1]], sample, tmp_path) == []  # Kaggle matches rows by oid_ypos
+    lines[3] = lines[3].rsplit(",", 2)[0]  # a short row
+    problems = _problems(lines, sample, tmp_path)
+    assert len(problems) == 1 and problems[0].startswith("unreadable:"), problems
+
+
+def test_valid_file_takes_the_cheap_path(sample, tmp_path, monkeypatch):
+    import kagglekit.fwi.submission as sub
+
+    lines = _good_lines(sample, tmp_path)
+    monkeypatch.setattr(sub, "_id_problems", lambda *a: pytest.fail("id diagnostics computed for a valid file"))
+    monkeypatch.setattr(sub, "_numeric", lambda *a: pytest.fail("cell diagnostics computed for a valid file"))
+    assert _problems(lines, sample, tmp_path) == []
+
+
+def test_sample_submission_ids_checks_id_major_layout(sample, tmp_path):
+    path, ids = sample
+    assert sample_submission_ids(path) == ids
+    lines = path.read_text().splitlines()
+    lines[3], lines[4] = lines[4], lines[3]
+    bad = tmp_path / "swapped.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SubmissionError, match=rf"row 4 is '{ids[0]}_y_3', expected '{ids[0]}_y_2'"):
+        sample_submission_ids(bad)
+    odd = tmp_path / "odd_ids.csv"  # ids of different lengths: the generic (non fixed-width) path
+    write_sample_submission(odd, ["a", "bb_y_x", "ccc"])
+    assert sample_submission_ids(odd) == ["a", "bb_y_x", "ccc"]
+
+
+# --- writer bytes -------------------------------------------------------------------------------
+
+
+def _reference_csv(pred: np.ndarray, ids: list[str]) -> str:
+    """The format spelled out in Python: clip in float32, one decimal (round half to even on tenths)."""
+    values = np.rint(np.clip(pred.astype(np.float32), 1500, 4500) * np.float32(10)).astype(int)
+    lines = ["oid_ypos," + ",".join(f"x_{x}" for x in range(1, 70, 2))]
+    for k, i in enumerate(ids):
+        for y in range(70):
+            lines.append(f"{i}_y_{y}," + ",".join(f"{t // 10}.{t % 10}" for t in values[k, y, 1::2]))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_writer_bytes_match_reference_in_any_chunking(sample, tmp_path, rng, dtype):
+    path, ids = sample
+    pred = rng.uniform(1400, 4600, (4, 70, 70)).astype(dtype)
+    pred[0, 0, 1::2][:6] = [1500, 4500, 1499.96, 4500.04, 1e30 if dtype != np.float16 else 6e4, -1e4]
+    expected = _reference_csv(pred, ids)
+    shuffled = [3, 1, 0, 2]
+    for chunk, threads in [(1024, None), (1, 3), (3, 2), (2, 1)]:
+        out = write_submission(pred[shuffled], [ids[i] for i in shuffled], path, tmp_path / "sub.csv", chunk=chunk, threads=threads)
+        assert out.read_text() == expected
+
+
+# --- submit() -----------------------------------------------------------------------------------
+
+
+def test_submit_writes_a_valid_file(sample, tmp_path, rng):
+    path, ids = sample
+    pred = rng.uniform(1500, 4500, (4, 70, 70)).astype(np.float16)
+    np.save(tmp_path / "pred.npy", pred)
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    result = submit(tmp_path / "pred.npy", tmp_path / "ids.txt", path, tmp_path / "out" / "sub.csv")
+    assert result["path"] == tmp_path / "out" / "sub.csv" and result["rows"] == 4 * 70
+    assert result["write_s"] >= 0 and result["validate_s"] >= 0
+    assert result["path"].read_text() == _reference_csv(pred, ids)
+
+
+def test_submit_raises_on_invalid_input(sample, tmp_path):
+    path, ids = sample
+    np.save(tmp_path / "pred.npy", np.full((4, 70, 70), 3000.0, np.float32))
+    (tmp_path / "ids.txt").write_text("\n".join(ids[:3] + ["0000000bad"]))
+    with pytest.raises(SubmissionError, match="id sets differ"):
+        submit(tmp_path / "pred.npy", tmp_path / "ids.txt", path, tmp_path / "sub.csv")
+    assert not (tmp_path / "sub.csv").exists()
+    (tmp_path / "ids.txt").write_text("\n".join(ids))
+    other = tmp_path / "other_sample.csv"  # a sample whose columns the written file cannot match
+    pd.read_csv(path, dtype={"oid_ypos": str}).rename(columns={"x_69": "x_70"}).to_csv(other, index=False)
+    with pytest.raises(SubmissionError, match=r"is invalid:\n  columns: missing \['x_70'\], unexpected \['x_69'\]"):
+        submit(tmp_path / "pred.npy", tmp_path / "ids.txt", other, tmp_path / "sub.csv")

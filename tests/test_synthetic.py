@@ -53,7 +53,7 @@ def test_reproducible_by_seed_and_rerun_is_noop(tmp_path, synthetic_competition)
 
 
 def test_cli_simulate_convert_and_clear_errors(tmp_path, capsys):
-    assert main(["fwi", "simulate", str(tmp_path / "comp"), "--per-file", "1", "--test", "2", "--seed", "3"]) == 0
+    assert main(["fwi", "simulate", str(tmp_path / "comp"), "--per-file", "1", "--n-test", "2", "--seed", "3"]) == 0
     assert main(["fwi", "convert", str(tmp_path / "comp" / "train_samples"), str(tmp_path / "conv"), "--holdout", "0.5"]) == 0
     index = pd.read_csv(tmp_path / "conv" / "index.csv")
     assert len(index) == 20 and (index["fold"] == -1).sum() == 10

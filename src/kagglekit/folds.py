@@ -10,7 +10,7 @@ import hashlib
 import warnings
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
 from kagglekit.errors import UserError
 
@@ -30,7 +30,8 @@ def assign_folds(
     The holdout takes round(holdout * n) rows of every label (shuffled by `seed`): an exact share
     per label, which sklearn's splitters do not promise. The rest is dealt by sklearn's
     `StratifiedKFold` (shuffled, seeded), or `StratifiedGroupKFold` when `groups` keeps related
-    rows (e.g. a sample and its augmented copies) in one fold.
+    rows (e.g. a sample and its augmented copies) in one fold. When no label has as many rows as
+    there are folds (tiny sets), stratifying is impossible and the rows are dealt unstratified.
     """
     if n_folds < 2:
         raise UserError(f"n_folds must be >= 2, got {n_folds}")
@@ -50,12 +51,14 @@ def assign_folds(
         raise UserError(f"{len(rest)} rows outside the holdout cannot fill {n_folds} folds")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        stratify = np.unique(labels[rest], return_counts=True)[1].max() >= n_folds
         if groups is None:
-            splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+            splitter = StratifiedKFold(n_folds, shuffle=True, random_state=seed) if stratify else KFold(n_folds, shuffle=True, random_state=seed)
             splits = splitter.split(rest, labels[rest])
+        elif stratify:
+            splits = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(rest, labels[rest], np.asarray(groups)[rest])
         else:
-            splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-            splits = splitter.split(rest, labels[rest], np.asarray(groups)[rest])
+            splits = GroupKFold(n_folds).split(rest, labels[rest], np.asarray(groups)[rest])
         for k, (_, valid) in enumerate(splits):
             folds[rest[valid]] = k
     return folds

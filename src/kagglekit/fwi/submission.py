@@ -16,6 +16,7 @@ unknown, duplicated ids; which cells are bad) only run when the cheap checks fai
 from __future__ import annotations
 
 import csv as _csv
+import io
 import math
 import os
 import time
@@ -300,10 +301,110 @@ class Problem:
         return f"{self.kind}: {self.detail}"
 
 
-def _read_table(csv: str | Path, columns: list[str], as_text: bool) -> pa.Table:
-    types = {c: pa.string() if as_text or c == "oid_ypos" else pa.float64() for c in columns}
-    options = pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=False)
-    return pacsv.read_csv(csv, convert_options=options)
+class _ByteRange(io.RawIOBase):
+    """Bytes [start, stop) of a file, as a stream for pyarrow's CSV reader."""
+
+    def __init__(self, path: str | Path, start: int, stop: int):
+        self._file = open(path, "rb")
+        self._file.seek(start)
+        self._left = stop - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self._left)
+        if n <= 0:
+            return 0
+        got = self._file.readinto(memoryview(buffer)[:n])
+        self._left -= got
+        return got
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _byte_ranges(path: str | Path, parts: int, min_part: int = 16 << 20) -> list[tuple[int, int]]:
+    """Split a file into up to `parts` ranges that each start at a line start (CSV rows: the reader,
+    like pyarrow's own block splitting, assumes no newline inside a quoted value)."""
+    size = os.path.getsize(path)
+    parts = max(1, min(parts, size // min_part))
+    cuts = [0]
+    with open(path, "rb") as f:
+        for p in range(1, parts):
+            f.seek(max(cuts[-1], size * p // parts))
+            f.readline()
+            cuts.append(f.tell())
+    cuts.append(size)
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a] or [(0, size)]
+
+
+@dataclass
+class _Scan:
+    """What one byte range of the submission holds: its rows' oid_ypos and, per kind of bad value
+    (0: non-numeric/NaN/inf, 1: outside 1500-4500), cell and row counts and the first bad cell."""
+
+    rows: int = 0
+    oid: list = field(default_factory=list)
+    cells: list = field(default_factory=lambda: [0, 0])
+    bad_rows: list = field(default_factory=lambda: [0, 0])
+    first: list = field(default_factory=lambda: [None, None])  # (row in this range, column index, shown value)
+
+
+def _scan(csv: str | Path, byte_range: tuple[int, int], header: list[str], first_range: bool, as_text: bool) -> _Scan:
+    """Stream one byte range batch by batch: keep oid_ypos, check the values vectorised per batch and
+    column (cheap min/max test first; masks only for a column that fails it)."""
+    types = {c: pa.string() if as_text or c == "oid_ypos" else pa.float64() for c in header}
+    reader = pacsv.open_csv(
+        _ByteRange(csv, *byte_range),
+        read_options=pacsv.ReadOptions(column_names=header, skip_rows=1 if first_range else 0, block_size=4 << 20, use_threads=False),
+        convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=False),
+    )
+    oid_k = header.index("oid_ypos") if "oid_ypos" in header else None
+    value_idx = [k for k, c in enumerate(header) if c != "oid_ypos"]
+    scan = _Scan()
+    for batch in reader:
+        if oid_k is not None:
+            scan.oid.append(batch.column(oid_k))
+        row_masks: list[np.ndarray | None] = [None, None]
+        firsts: list[tuple | None] = [None, None]
+        for k in value_idx:
+            column = batch.column(k)
+            if not as_text and column.null_count == 0:
+                values = column.to_numpy()
+                if len(values) == 0 or (values.min() >= VMIN and values.max() <= VMAX):  # NaN fails both
+                    continue
+            values = _numeric(column) if as_text else column.to_numpy(zero_copy_only=False)  # empty cells -> NaN
+            nonfinite = ~np.isfinite(values)
+            with np.errstate(invalid="ignore"):
+                outside = ~nonfinite & ((values < VMIN) | (values > VMAX))
+            for j, mask in enumerate((nonfinite, outside)):
+                count = int(mask.sum())
+                if not count:
+                    continue
+                scan.cells[j] += count
+                row_masks[j] = mask if row_masks[j] is None else row_masks[j] | mask
+                r = int(mask.argmax())
+                if firsts[j] is None or r < firsts[j][0]:  # columns come in file order: ties keep the first
+                    firsts[j] = (r, k, _shown(column[r].as_py()))
+        for j in range(2):
+            if row_masks[j] is not None:
+                scan.bad_rows[j] += int(row_masks[j].sum())
+                if scan.first[j] is None:
+                    r, k, shown = firsts[j]
+                    scan.first[j] = (scan.rows + r, k, shown)
+        scan.rows += batch.num_rows
+    return scan
+
+
+def _scan_file(csv: str | Path, header: list[str], as_text: bool) -> list[_Scan]:
+    ranges = _byte_ranges(csv, THREADS)
+    if len(ranges) == 1:
+        return [_scan(csv, ranges[0], header, True, as_text)]
+    with ThreadPoolExecutor(len(ranges)) as pool:  # one streaming reader per range, in parallel
+        futures = [pool.submit(_scan, csv, r, header, i == 0, as_text) for i, r in enumerate(ranges)]
+        return [f.result() for f in futures]
 
 
 def _id_problems(oid: pa.ChunkedArray, expected: pa.Array, max_examples: int) -> list[Problem]:
@@ -326,48 +427,51 @@ def _id_problems(oid: pa.ChunkedArray, expected: pa.Array, max_examples: int) ->
     return problems
 
 
-def _all_in_range(values: pa.ChunkedArray) -> bool:
-    """Cheap check: no nulls, no NaN/inf (they propagate into the sum), min and max within bounds."""
-    if values.null_count:
-        return False
-    if len(values) == 0:
-        return True
-    total = pc.sum(values).as_py()
-    if total is None or not math.isfinite(total):
-        return False
-    bounds = pc.min_max(values)
-    return bounds["min"].as_py() >= VMIN and bounds["max"].as_py() <= VMAX
-
-
-def _numeric(text: pa.ChunkedArray) -> np.ndarray:
+def _numeric(text: pa.Array) -> np.ndarray:
     """Strings -> float64, non-numeric cells as NaN."""
     try:
-        return pc.cast(text, pa.float64()).to_numpy()
+        return pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         import pandas as pd
 
         return pd.to_numeric(pd.Series(text.to_numpy(zero_copy_only=False), dtype=object), errors="coerce").to_numpy(np.float64)
 
 
+def _shown(cell: float | str | None) -> str:
+    """A cell as the problem message shows it: numbers as floats, anything else as its text."""
+    if cell is None or cell == "":
+        return "''"
+    if isinstance(cell, str):
+        try:
+            return repr(float(cell))
+        except ValueError:
+            return repr(cell)
+    return repr(cell)
+
+
+VALUE_PROBLEMS = ("non-numeric, NaN or inf values", "values outside 1500-4500")
+
+
 def validate_submission(csv: str | Path, sample_submission: str | Path | SampleSubmission, max_examples: int = 3) -> list[Problem]:
     """Every defect found, each with its first offending rows (CSV line numbers). Empty = valid.
 
-    `sample_submission` may be a path or an already parsed `SampleSubmission`.
+    `sample_submission` may be a path or an already parsed `SampleSubmission`. The file is read in
+    parallel byte ranges by pyarrow (oid_ypos as strings, values as float64); if a value does not
+    parse, it is read again as text to locate the non-numeric cells.
     """
     problems: list[Problem] = []
     sample = _as_sample(sample_submission)
     expected_cols = sample.columns
     try:
-        header = _csv_header(csv)
+        cols = _csv_header(csv)
         try:
-            table, as_text = _read_table(csv, header, as_text=False), False
+            scans = _scan_file(csv, cols, as_text=False)
         except pa.ArrowInvalid as exc:
             if "conversion error" not in str(exc):
                 raise
-            table, as_text = _read_table(csv, header, as_text=True), True  # locate the non-numeric cells
+            scans = _scan_file(csv, cols, as_text=True)
     except Exception as exc:
         return [Problem("unreadable", f"{csv}: {type(exc).__name__}: {exc}")]
-    cols = table.column_names
     if cols != expected_cols:
         missing = [c for c in expected_cols if c not in cols]
         extra = [c for c in cols if c not in expected_cols]
@@ -375,42 +479,18 @@ def validate_submission(csv: str | Path, sample_submission: str | Path | SampleS
         problems.append(Problem("columns", detail))
     if "oid_ypos" not in cols:
         return problems
-    oid = table.column(cols.index("oid_ypos"))
+    oid = pa.chunked_array([chunk for scan in scans for chunk in scan.oid], type=pa.string())
     if not (len(oid) == len(sample.oid) and pc.all(pc.equal(oid, sample.oid)).as_py()):
         problems.extend(_id_problems(oid, sample.oid, max_examples))
-
-    value_idx = [k for k, c in enumerate(cols) if c != "oid_ypos"]
-    cells = {"non-numeric, NaN or inf values": 0, "values outside 1500-4500": 0}
-    row_bad = {kind: None for kind in cells}  # per kind: rows with a bad cell (bool, file order)
-    flagged: list[tuple[int, np.ndarray, np.ndarray]] = []  # (column index, non-finite mask, out-of-range mask)
-    if as_text:
-        in_range = [False] * len(value_idx)
-    else:  # the cheap check, one column per thread (pyarrow kernels release the GIL)
-        with ThreadPoolExecutor(THREADS) as pool:
-            in_range = list(pool.map(lambda k: _all_in_range(table.column(k)), value_idx))
-    for k, ok in zip(value_idx, in_range):
-        if ok:
+    for j, kind in enumerate(VALUE_PROBLEMS):
+        cells = sum(scan.cells[j] for scan in scans)
+        if not cells:
             continue
-        column = table.column(k)
-        values = _numeric(column) if as_text else column.to_numpy()  # nulls (empty cells) -> NaN
-        nonfinite = ~np.isfinite(values)
-        with np.errstate(invalid="ignore"):
-            outside = ~nonfinite & ((values < VMIN) | (values > VMAX))
-        if not (nonfinite.any() or outside.any()):
-            continue
-        flagged.append((k, nonfinite, outside))
-        for kind, mask in zip(cells, (nonfinite, outside)):
-            cells[kind] += int(mask.sum())
-            row_bad[kind] = mask if row_bad[kind] is None else row_bad[kind] | mask
-    for j, kind in enumerate(cells):
-        if not cells[kind]:
-            continue
-        bad_rows = np.flatnonzero(row_bad[kind])
-        r = int(bad_rows[0])
-        k = next(k for k, *masks in flagged if masks[j][r])
-        cell = table.column(k)[r].as_py()
-        shown = "''" if cell is None else repr(cell)
-        problems.append(Problem(kind, f"{cells[kind]} cells in {len(bad_rows)} rows; first at line {r + 2} ({oid[r].as_py()}), column {cols[k]} = {shown}"))
+        offsets = np.cumsum([0] + [scan.rows for scan in scans])
+        start, (r, k, shown) = next((offsets[i], scan.first[j]) for i, scan in enumerate(scans) if scan.first[j])
+        r = int(start + r)
+        rows = sum(scan.bad_rows[j] for scan in scans)
+        problems.append(Problem(kind, f"{cells} cells in {rows} rows; first at line {r + 2} ({oid[r].as_py()}), column {cols[k]} = {shown}"))
     return problems
 
 
@@ -428,6 +508,7 @@ def submit(
     ids = _read_ids(ids_path)
     t1 = time.perf_counter()
     path = write_submission(predictions, ids, sample, out)
+    del predictions  # unmap: its pages would otherwise count in the validation's peak memory
     t2 = time.perf_counter()
     problems = validate_submission(path, sample, max_examples=max_examples)
     t3 = time.perf_counter()
@@ -461,3 +542,19 @@ def score_submission(csv: str | Path, labels: np.ndarray, ids: list[str], famili
         for name in sorted(set(fam)):
             metrics[f"mae/{name}"] = float(err[fam == name].mean())
     return metrics
+
+
+def score_table(csv: str | Path, labels: str | Path, label_ids: str | Path) -> str:
+    """`fwi score`: the Kaggle MAE of a submission against known velocities, per family when
+    `label_ids` (id[,family] per row of `labels`) names them, as a Markdown table."""
+    import pandas as pd
+
+    from kagglekit.report import markdown_table
+
+    frame = pd.read_csv(label_ids, dtype=str)
+    if "id" not in frame:
+        raise SubmissionError(f"{label_ids}: expected a CSV with an 'id' column (and optionally 'family'), found {list(frame.columns)}")
+    metrics = score_submission(csv, np.load(labels), frame["id"].tolist(), frame["family"].tolist() if "family" in frame else None)
+    rows = [(key.split("/", 1)[1], value) for key, value in metrics.items() if key.startswith("mae/")]
+    rows.append(("all", metrics["mae"]))
+    return markdown_table(["family", "MAE (m/s), Kaggle metric"], rows, digits=2)
