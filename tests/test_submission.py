@@ -128,6 +128,18 @@ def _set_cell(lines: list[str], line: int, column: str, text: str) -> None:
     lines[line - 1] = ",".join(cells)
 
 
+@pytest.fixture(params=["one range", "split"])
+def read_layout(request, monkeypatch):
+    """Validate in one piece, or in 3 parallel byte ranges of many tiny batches (line numbers must hold)."""
+    if request.param == "split":
+        import kagglekit.fwi.submission as sub
+
+        monkeypatch.setattr(sub, "THREADS", 3)
+        monkeypatch.setattr(sub, "MIN_RANGE", 1)
+        monkeypatch.setattr(sub, "READ_BLOCK", 3000)  # about 11 rows per batch
+    return request.param
+
+
 def _problems(lines: list[str], sample, tmp_path) -> list[str]:
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(lines) + "\n")
@@ -150,13 +162,13 @@ def _oid(sample, line: int) -> str:
         (250, "x_1", "4500.1", "values outside 1500-4500: 1 cells in 1 rows; first at line 250 ({oid}), column x_1 = 4500.1"),
     ],
 )
-def test_validator_locates_bad_cells(sample, tmp_path, line, column, text, expect):
+def test_validator_locates_bad_cells(sample, tmp_path, read_layout, line, column, text, expect):
     lines = _good_lines(sample, tmp_path)
     _set_cell(lines, line, column, text)
     assert _problems(lines, sample, tmp_path) == [expect.format(oid=_oid(sample, line))]
 
 
-def test_validator_counts_cells_and_rows_and_reports_the_first(sample, tmp_path):
+def test_validator_counts_cells_and_rows_and_reports_the_first(sample, tmp_path, read_layout):
     lines = _good_lines(sample, tmp_path)
     _set_cell(lines, 200, "x_3", "zz")  # text in one column, NaN in another: both are "non-numeric, NaN or inf"
     _set_cell(lines, 30, "x_11", "nan")
@@ -169,7 +181,7 @@ def test_validator_counts_cells_and_rows_and_reports_the_first(sample, tmp_path)
     ]
 
 
-def test_validator_reports_ids_with_lines(sample, tmp_path):
+def test_validator_reports_ids_with_lines(sample, tmp_path, read_layout):
     lines = _good_lines(sample, tmp_path)
     dup = lines[8]  # line 9
     lines.append(dup)  # line 282: a repeat of line 9
@@ -183,7 +195,7 @@ def test_validator_reports_ids_with_lines(sample, tmp_path):
     ]
 
 
-def test_validator_column_order_and_set(sample, tmp_path):
+def test_validator_column_order_and_set(sample, tmp_path, read_layout):
     lines = _good_lines(sample, tmp_path)
     swapped = [",".join([c[0], c[2], c[1], *c[3:]]) for c in (line.split(",") for line in lines)]
     assert _problems(swapped, sample, tmp_path) == ["columns: order differs: ['oid_ypos', 'x_3', 'x_1', 'x_5', 'x_7']..."]
@@ -191,7 +203,7 @@ def test_validator_column_order_and_set(sample, tmp_path):
     assert _problems(dropped, sample, tmp_path) == ["columns: missing ['x_69'], unexpected []"]
 
 
-def test_validator_accepts_permuted_rows_and_flags_unreadable(sample, tmp_path):
+def test_validator_accepts_permuted_rows_and_flags_unreadable(sample, tmp_path, read_layout):
     lines = _good_lines(sample, tmp_path)
     assert _problems([lines[0], *lines[:0:-1]], sample, tmp_path) == []  # Kaggle matches rows by oid_ypos
     lines[3] = lines[3].rsplit(",", 2)[0]  # a short row

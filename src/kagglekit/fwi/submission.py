@@ -41,6 +41,8 @@ DIGITS = np.frombuffer(b"0123456789", dtype=np.uint8)
 VALUE_WIDTH = 7  # ',dddd.d'
 N_VALUES = len(ODD_COLUMNS)
 THREADS = max(1, min(4, os.cpu_count() or 1))
+READ_BLOCK = 4 << 20  # bytes per pyarrow CSV batch when validating
+MIN_RANGE = 16 << 20  # smallest byte range worth its own reader thread
 
 
 class SubmissionError(ValueError):
@@ -325,11 +327,11 @@ class _ByteRange(io.RawIOBase):
         super().close()
 
 
-def _byte_ranges(path: str | Path, parts: int, min_part: int = 16 << 20) -> list[tuple[int, int]]:
+def _byte_ranges(path: str | Path, parts: int) -> list[tuple[int, int]]:
     """Split a file into up to `parts` ranges that each start at a line start (CSV rows: the reader,
     like pyarrow's own block splitting, assumes no newline inside a quoted value)."""
     size = os.path.getsize(path)
-    parts = max(1, min(parts, size // min_part))
+    parts = max(1, min(parts, size // MIN_RANGE))
     cuts = [0]
     with open(path, "rb") as f:
         for p in range(1, parts):
@@ -358,7 +360,7 @@ def _scan(csv: str | Path, byte_range: tuple[int, int], header: list[str], first
     types = {c: pa.string() if as_text or c == "oid_ypos" else pa.float64() for c in header}
     reader = pacsv.open_csv(
         _ByteRange(csv, *byte_range),
-        read_options=pacsv.ReadOptions(column_names=header, skip_rows=1 if first_range else 0, block_size=4 << 20, use_threads=False),
+        read_options=pacsv.ReadOptions(column_names=header, skip_rows=1 if first_range else 0, block_size=READ_BLOCK, use_threads=False),
         convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=False),
     )
     oid_k = header.index("oid_ypos") if "oid_ypos" in header else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,36 +14,6 @@ from kagglekit.fwi.constants import SEISMIC_SHAPE
 from kagglekit.fwi.data.convert import shard_name
 from kagglekit.fwi.data.flip import flip_seismic, flip_velocity
 from kagglekit.fwi.data.readers import DataError, TestFolder, open_array
-
-class _RowFile:
-    """Rows of a C-ordered .npy file read with pread into fresh tensors (no mmap page faults).
-
-    About 3x faster per sample than slicing an np.memmap with a warm cache, and it issues one
-    large read per sample when cold. The file descriptor is reopened in each process.
-    """
-
-    def __init__(self, path: Path, row_shape: tuple[int, ...], dtype: np.dtype):
-        arr = open_array(path)  # validates the header
-        if tuple(arr.shape[1:]) != row_shape or arr.dtype != dtype or not arr.flags.c_contiguous:
-            raise DataError(f"{path}: expected C-ordered {dtype} rows of {row_shape}, found {arr.shape} {arr.dtype}")
-        self.path, self.offset, self.n_rows = path, int(arr.offset), int(arr.shape[0])
-        self.row_shape, self.torch_dtype = row_shape, torch.from_numpy(np.zeros(0, dtype)).dtype
-        self.row_bytes = int(np.prod(row_shape)) * np.dtype(dtype).itemsize
-        self._fd: int | None = None
-        self._pid = -1
-
-    def read(self, row: int) -> torch.Tensor:
-        if self._pid != os.getpid():
-            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
-        out = torch.empty(self.row_shape, dtype=self.torch_dtype)
-        n = os.preadv(self._fd, [out.numpy()], self.offset + row * self.row_bytes)
-        if n != self.row_bytes:
-            raise DataError(f"{self.path}: short read at row {row} ({n} of {self.row_bytes} bytes); file truncated?")
-        return out
-
-    def __getstate__(self):
-        return {**self.__dict__, "_fd": None, "_pid": -1}
-
 
 class ConvertedFolder:
     """Read-only view of a `kagglekit fwi convert` output; files open lazily (worker-safe)."""
@@ -59,18 +28,24 @@ class ConvertedFolder:
         self._sharded = self.manifest.get("shard_size") is not None
         self._shard_of = self.index["shard"].to_numpy()  # per sample_id, for the hot path
         self._row_of = self.index["row"].to_numpy()
-        self._shards: dict[int, _RowFile] = {}
+        self._shards: dict[int, np.ndarray] = {}
         self._velocity: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.index)
 
     def seismic(self, sample_id: int) -> torch.Tensor:
-        """(5, 1000, 70) float16 tensor (a fresh copy)."""
+        """(5, 1000, 70) float16 tensor (a fresh copy of one memmap row; cast to float32 on the device).
+
+        A plain np.memmap slice: `benchmarks/memmap_read.py` compares it with a hand-written pread
+        reader, which was not enough faster to keep (README, "Data layer")."""
         shard, row = int(self._shard_of[sample_id]), int(self._row_of[sample_id])
         if shard not in self._shards:
-            self._shards[shard] = _RowFile(self.root / shard_name(shard, self._sharded), SEISMIC_SHAPE, np.dtype(np.float16))
-        return self._shards[shard].read(row)
+            arr = open_array(self.root / shard_name(shard, self._sharded))
+            if tuple(arr.shape[1:]) != SEISMIC_SHAPE or arr.dtype != np.float16:
+                raise DataError(f"{arr.filename}: expected float16 rows of {SEISMIC_SHAPE}, found {arr.shape} {arr.dtype}")
+            self._shards[shard] = arr
+        return torch.from_numpy(np.array(self._shards[shard][row]))
 
     def velocity(self, sample_id: int) -> np.ndarray:
         """(70, 70) float32 view."""
