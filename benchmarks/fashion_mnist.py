@@ -11,24 +11,25 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
+from kagglekit.config import load_config
+from kagglekit.engine.fit import fit
+from kagglekit.engine.runs import run_dir_for
+from kagglekit.vision.metrics import classification_metrics
+from kagglekit.vision.predict import load_vision_run, predict_probs
+from kagglekit.vision.quant import dequantize_into, export_quantized, quantized_layers
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-from kagglekit.config import load_config  # noqa: E402
-from kagglekit.engine.fit import fit, run_dir_for  # noqa: E402
-from kagglekit.vision.predict import classification_metrics, load_run, predict_probs  # noqa: E402
-from kagglekit.vision.quant import dequantize_into, export_quantized, quantized_layers  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="*", default=["fmnist_resnet9", "fmnist_resnet9_qat4"])
-    parser.add_argument("--retrain", action="store_true")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--configs", nargs="*", default=["fmnist_resnet9", "fmnist_resnet9_qat4"], help="configs/vision names")
+    parser.add_argument("--retrain", action="store_true", help="train again even where a run exists")
     args = parser.parse_args()
     rows = []
     for name in args.configs:
@@ -39,23 +40,24 @@ def main() -> None:
         if not (run / "best.pt").is_file():
             fit(cfg, fold=-1, progress=False)
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        task, model, temperature = load_run(run)
-        test = task.test_dataset()
-        labels = task.source.labels[test.indices]
-        metrics = classification_metrics(predict_probs(task, model, temperature, test), labels)
-        size = sum(p.numel() * 4 for p in model.parameters())
+        loaded = load_vision_run(run)
+        test = loaded.task.test_dataset()
+        labels = loaded.task.source.labels[test.indices]
+        metrics = classification_metrics(predict_probs(loaded, test), labels)  # flip TTA, calibrated
+        size = sum(p.numel() * 4 for p in loaded.model.parameters())
         note = "float32 weights"
-        if quantized_layers(model):
-            export = export_quantized(model)
+        if quantized_layers(loaded.model):
+            export = export_quantized(loaded.model)
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save(export, Path(tmp) / "int.pt")
-                fresh = dequantize_into(task.build_model(), torch.load(Path(tmp) / "int.pt", weights_only=False)).eval()
+                loaded.model = dequantize_into(loaded.task.build_model(), torch.load(Path(tmp) / "int.pt", weights_only=False)).eval()
             qat_accuracy = metrics["accuracy"]
-            metrics = classification_metrics(predict_probs(task, fresh, temperature, test), labels)
+            metrics = classification_metrics(predict_probs(loaded, test), labels)
             size = export["size_bytes"]
             note = f"exported integer model (QAT model before export: {qat_accuracy:.4f}; float32 would be {export['float32_bytes']} B)"
-        rows.append((name, records[-1]["elapsed_s"], len(records), metrics, size, note))
-    print("| config | train time (s) | epochs | test accuracy | macro-F1 | NLL (calibrated) | model size (bytes) | note |")
+        epochs = f"{records[-1]['epochs_done']:.2f} of {cfg.train.epochs}"  # a time budget may end a run early
+        rows.append((name, records[-1]["elapsed_s"], epochs, metrics, size, note))
+    print("| config | train time (s) | epochs done | test accuracy | macro-F1 | NLL (calibrated) | model size (bytes) | note |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name, seconds, epochs, m, size, note in rows:
         print(f"| {name} | {seconds:.0f} | {epochs} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['nll']:.4f} | {size} | {note} |")

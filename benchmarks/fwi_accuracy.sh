@@ -2,7 +2,8 @@
 # Accuracy on the embedded default: InversionNet (its log1p recipe, and with our time-gain input)
 # vs the small UNet, same data, same fold, 20 epochs each (about 5 minutes of training on the
 # 2-core CPU; each capped by train.max_minutes). Prints the per-family MAE table of each run's
-# best (EMA) epoch, then one table side by side with the ratio UNet / best InversionNet.
+# best (EMA) epoch, then one table side by side (Kaggle metric: MAE over the odd columns) with the
+# ratio UNet / best InversionNet and the epochs each run completed.
 #   bash benchmarks/fwi_accuracy.sh          # ~17 minutes
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,7 +26,7 @@ import json, sys
 
 def best(run):
     rows = [json.loads(line) for line in open(f"{run}/fold0/metrics.jsonl")]
-    return min(rows, key=lambda r: r["valid/mae"])
+    return {**min(rows, key=lambda r: r["valid/mae"]), "epochs_done": rows[-1]["epochs_done"]}
 
 inv, inv_gain, unet = (best(r) for r in sys.argv[1:])
 baseline = inv if inv["valid/mae"] <= inv_gain["valid/mae"] else inv_gain
@@ -34,4 +35,6 @@ print("|---|---:|---:|---:|---:|")
 for key in [k for k in unet if k.startswith("valid/mae/")] + ["valid/mae"]:
     name = key.removeprefix("valid/mae/") if key != "valid/mae" else "**all**"
     print(f"| {name} | {inv[key]:.1f} | {inv_gain[key]:.1f} | {unet[key]:.1f} | {unet[key] / baseline[key]:.2f} |")
+print(f"| epochs done (best epoch) | {inv['epochs_done']:.2f} ({inv['epoch']}) | {inv_gain['epochs_done']:.2f} ({inv_gain['epoch']}) "
+      f"| {unet['epochs_done']:.2f} ({unet['epoch']}) | |")
 PY

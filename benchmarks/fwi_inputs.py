@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from kagglekit.fwi.models.common import transform_seismic
+from kagglekit.fwi.models.migration import ConstantVelocityMigration, diffraction_sample_index
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-from kagglekit.fwi.models.common import transform_seismic  # noqa: E402
-from kagglekit.fwi.models.migration import ConstantVelocityMigration, diffraction_sample_index  # noqa: E402
 
 VELOCITIES = (2000.0, 3000.0, 4000.0)
 

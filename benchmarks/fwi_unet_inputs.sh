@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ablation of the UNet's optional input channels on the embedded default (fold 0, the
 # small_unet recipe, 20 epochs each, ~5-6 minutes per run on the 2-core CPU). Prints one line per
-# variant: wall time, last epoch, train loss, validation MAE of the EMA weights.
+# variant: wall time, the best epoch (the one best.pt holds) with its train loss and validation MAE
+# (Kaggle metric, EMA weights), and the epochs done.
 #   bash benchmarks/fwi_unet_inputs.sh                 # all variants (~70 minutes)
 #   bash benchmarks/fwi_unet_inputs.sh coord midpoint  # some of them
 # Variants: base (small_unet.yaml as it is: time-gain input), seed1 (base with another seed: the
@@ -40,7 +41,9 @@ for V in "${VARIANTS[@]}"; do
   .venv/bin/kagglekit train configs/fwi/small_unet.yaml --fold 0 "name=$NAME" ${OVERRIDES[$V]} ${EXTRA:-} > "runs/$NAME.log" 2>&1
   .venv/bin/python - "runs/$NAME/fold0/metrics.jsonl" "$V" "$(( $(date +%s) - start ))" <<'PY'
 import json, sys
-last = json.loads(open(sys.argv[1]).read().splitlines()[-1])
-print(f"[unet_inputs] {sys.argv[2]:10s} {sys.argv[3]:>4s} s  epoch {last['epoch']}  train {last['train_loss']:.1f}  valid MAE {last['valid/mae']:.1f}")
+records = [json.loads(line) for line in open(sys.argv[1]).read().splitlines()]
+best = min(records, key=lambda r: r["valid/mae"])
+print(f"[unet_inputs] {sys.argv[2]:10s} {sys.argv[3]:>4s} s  best epoch {best['epoch']} of {records[-1]['epochs_done']:.2f} done  "
+      f"train {best['train_loss']:.1f}  valid MAE {best['valid/mae']:.1f}")
 PY
 done

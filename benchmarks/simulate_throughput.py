@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kagglekit.fwi.constants import FAMILIES  # noqa: E402
-from kagglekit.fwi.physics import generate_family, simulate  # noqa: E402
-from tests.fd_reference import reference_simulate  # noqa: E402
+from kagglekit.fwi.constants import FAMILIES
+from kagglekit.fwi.physics import generate_family, simulate
+from kagglekit.fwi.physics.fd_reference import reference_simulate
 
 
 def main() -> None:

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from kagglekit.config import load_config
+from kagglekit.engine.amp import amp_dtype, autocast
+from kagglekit.fwi.models import MODELS
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-import kagglekit.fwi.models  # noqa: E402,F401
-from kagglekit.config import load_config  # noqa: E402
-from kagglekit.engine.fit import amp_dtype, autocast  # noqa: E402
-from kagglekit.registry import MODELS  # noqa: E402
 
 FULL_CONFIGS = ["inversionnet", "unet", "hgnet_b2", "convnext_small", "caformer_b36"]
 

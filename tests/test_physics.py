@@ -7,7 +7,7 @@ import torch
 from kagglekit.fwi.constants import FAMILIES, SOURCE_COLUMNS
 from kagglekit.fwi.data import flip_velocity
 from kagglekit.fwi.physics import generate_family, ricker_openfwi, simulate
-from tests.fd_reference import reference_simulate
+from kagglekit.fwi.physics.fd_reference import reference_simulate
 
 
 def test_ricker_matches_openfwi_definition():
