@@ -50,7 +50,9 @@ def main() -> None:
             export = export_quantized(loaded.model)
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save(export, Path(tmp) / "int.pt")
-                loaded.model = dequantize_into(loaded.task.build_model(), torch.load(Path(tmp) / "int.pt", weights_only=False)).eval()
+                loaded.model = dequantize_into(
+                    loaded.task.build_model(), torch.load(Path(tmp) / "int.pt", weights_only=False)
+                ).eval()
             qat_accuracy = metrics["accuracy"]
             metrics = classification_metrics(predict_probs(loaded, test), labels)
             size = export["size_bytes"]
@@ -60,7 +62,9 @@ def main() -> None:
     print("| config | train time (s) | epochs done | test accuracy | macro-F1 | NLL (calibrated) | model size (bytes) | note |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name, seconds, epochs, m, size, note in rows:
-        print(f"| {name} | {seconds:.0f} | {epochs} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['nll']:.4f} | {size} | {note} |")
+        print(
+            f"| {name} | {seconds:.0f} | {epochs} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['nll']:.4f} | {size} | {note} |"
+        )
 
 
 if __name__ == "__main__":

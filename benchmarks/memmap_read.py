@@ -48,8 +48,9 @@ def main() -> None:
     import pandas as pd
 
     (root / "manifest.json").write_text(json.dumps({"shard_size": None}))
-    pd.DataFrame({"sample_id": np.arange(args.samples), "family": "F", "shard": 0, "row": np.arange(args.samples), "fold": 0}).to_csv(
-        root / "index.csv", index=False)
+    pd.DataFrame(
+        {"sample_id": np.arange(args.samples), "family": "F", "shard": 0, "row": np.arange(args.samples), "fold": 0}
+    ).to_csv(root / "index.csv", index=False)
 
     def read_ours():  # ConvertedFolder.seismic: an np.memmap slice copied into a tensor
         folder = ConvertedFolder(root)

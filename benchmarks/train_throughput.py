@@ -74,10 +74,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--configs", nargs="*", default=FULL_CONFIGS)
-    parser.add_argument("--amp", nargs="*", choices=["auto", "bf16", "fp16", "off"], help="settings to compare (default: the config's)")
+    parser.add_argument(
+        "--amp", nargs="*", choices=["auto", "bf16", "fp16", "off"], help="settings to compare (default: the config's)"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    )
     print(f"device: {name}; batch {args.batch}; input (B, 5, 1000, 70) fp16 -> model")
     print("| config | model | amp | params (M) | train samples/s | inference samples/s | train / infer speed-up |")
     print("|---|---|---|---:|---:|---:|---:|")
@@ -88,7 +94,10 @@ def main() -> None:
             params, train_rate, infer_rate = measure(cfg, args.batch, args.steps, device, amp)
             first = first or (train_rate, infer_rate)
             speedup = f"{train_rate / first[0]:.2f}x / {infer_rate / first[1]:.2f}x"
-            print(f"| {cfg_name} | {cfg.model.name} | {amp} | {params:.1f} | {train_rate:.2f} | {infer_rate:.2f} | {speedup} |", flush=True)
+            print(
+                f"| {cfg_name} | {cfg.model.name} | {amp} | {params:.1f} | {train_rate:.2f} | {infer_rate:.2f} | {speedup} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

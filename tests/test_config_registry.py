@@ -39,7 +39,11 @@ def test_override_into_a_value_is_rejected():
 
 def test_parse_overrides_types():
     assert parse_overrides(["a=1", "b=1e-3", "c=true", "d=text", "e=[1, 2]"]) == [
-        ("a", 1), ("b", 1e-3), ("c", True), ("d", "text"), ("e", [1, 2])
+        ("a", 1),
+        ("b", 1e-3),
+        ("c", True),
+        ("d", "text"),
+        ("e", [1, 2]),
     ]
     with pytest.raises(ConfigError):
         parse_overrides(["novalue"])

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from kagglekit.config import load_config
-from kagglekit.engine.checkpoint import CheckpointError, load_checkpoint
 from kagglekit.engine.amp import amp_dtype
-from kagglekit.engine.fit import fit, make_loader, predict_loader
+from kagglekit.engine.checkpoint import CheckpointError, load_checkpoint
 from kagglekit.engine.distributed import DistContext
+from kagglekit.engine.fit import fit, make_loader, predict_loader
 from kagglekit.engine.task import build_task
 from kagglekit.fwi.data.convert import convert, recompute_folds
 from kagglekit.fwi.metrics import sample_mae
@@ -116,7 +116,9 @@ def test_resume_refuses_changed_folds(converted, tmp_path):
 
 def test_time_budget_anneals_the_schedule(converted, tmp_path):
     # a budget far below what 50 epochs take: the run stops early, but with the lr annealed
-    cfg = cfg_for("tiny_inversionnet", converted, tmp_path, "train.epochs=50", "train.max_minutes=0.05", "train.min_lr_ratio=0.01")
+    cfg = cfg_for(
+        "tiny_inversionnet", converted, tmp_path, "train.epochs=50", "train.max_minutes=0.05", "train.min_lr_ratio=0.01"
+    )
     run = fit(cfg, fold=0, progress=False)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(records) < 50 and records[-1]["budget_spent"]
@@ -127,10 +129,20 @@ def test_time_budget_anneals_the_schedule(converted, tmp_path):
 
 
 def test_progress_in_a_log_file_has_no_carriage_returns(converted, tmp_path):
-    cfg = cfg_for("tiny_inversionnet", converted, tmp_path, "train.epochs=2")
     log = tmp_path / "train.log"
-    cmd = [sys.executable, "-m", "kagglekit.cli", "train", str(CONFIGS / "tiny_inversionnet.yaml"), "--fold", "0",
-           f"data.root={converted}", f"out_dir={tmp_path / 'runs'}", "train.epochs=2", "train.batch_size=4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kagglekit.cli",
+        "train",
+        str(CONFIGS / "tiny_inversionnet.yaml"),
+        "--fold",
+        "0",
+        f"data.root={converted}",
+        f"out_dir={tmp_path / 'runs'}",
+        "train.epochs=2",
+        "train.batch_size=4",
+    ]
     with open(log, "w") as f:
         subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=True, timeout=300)
     text = log.read_text()
@@ -165,9 +177,20 @@ def test_fold_minus_one_trains_on_all_folds_and_scores_holdout(synthetic_competi
 def test_ddp_two_processes_gloo(converted, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "kagglekit.cli", "train", str(CONFIGS / "tiny_inversionnet.yaml"), "--fold", "0",
-        f"data.root={converted}", f"out_dir={tmp_path / 'runs'}", "train.epochs=2",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "kagglekit.cli",
+        "train",
+        str(CONFIGS / "tiny_inversionnet.yaml"),
+        "--fold",
+        "0",
+        f"data.root={converted}",
+        f"out_dir={tmp_path / 'runs'}",
+        "train.epochs=2",
     ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,15 +1,14 @@
 """Readers, conversion, folds and datasets on tiny trees in both layouts."""
 
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from kagglekit.folds import assign_folds
 from kagglekit.fwi.data import DataError, KaggleTrainSamples, OpenFWIFiles, TestFolder, flip_seismic, flip_velocity
 from kagglekit.fwi.data.convert import convert, recompute_folds
 from kagglekit.fwi.data.datasets import ConvertedFolder, FWITestDataset, FWITrainDataset
-from kagglekit.folds import assign_folds
 
 
 def make_pair(folder, seis_name, vel_name, n, rng, dtype=np.float32):
@@ -90,8 +89,12 @@ def test_convert_round_trip(mixed_tree, tmp_path):
     seismic = np.load(out / "seismic.npy", mmap_mode="r")
     assert seismic.dtype == np.float16 and seismic.shape == (11, 5, 1000, 70)
     for _, row in index.iterrows():
-        key = {"FlatVel_A/data/data1.npy": "a", "FlatVel_A/data/data2.npy": "b",
-               "CurveFault_B/seis6_1_0.npy": "c", "Style_B/data10.npy": "d"}[row.source_file]
+        key = {
+            "FlatVel_A/data/data1.npy": "a",
+            "FlatVel_A/data/data2.npy": "b",
+            "CurveFault_B/seis6_1_0.npy": "c",
+            "Style_B/data10.npy": "d",
+        }[row.source_file]
         src_seis, src_vel = arrays[key]
         np.testing.assert_array_equal(folder.seismic(row.sample_id), src_seis[row.index_in_file].astype(np.float16))
         np.testing.assert_array_equal(folder.velocity(row.sample_id), src_vel[row.index_in_file, 0].astype(np.float32))
@@ -102,7 +105,9 @@ def test_convert_sharded_matches_single(mixed_tree, tmp_path):
     single = ConvertedFolder(convert(root, tmp_path / "one", progress=False))
     sharded = ConvertedFolder(convert(root, tmp_path / "sharded", shard_size=4, progress=False))
     assert sorted(p.name for p in (tmp_path / "sharded").glob("seismic_*.npy")) == [
-        "seismic_00000.npy", "seismic_00001.npy", "seismic_00002.npy"
+        "seismic_00000.npy",
+        "seismic_00001.npy",
+        "seismic_00002.npy",
     ]
     for sid in range(11):
         np.testing.assert_array_equal(single.seismic(sid), sharded.seismic(sid))

@@ -17,7 +17,9 @@ KAGGLE = Path(sys.executable).parent / "kaggle"
 
 def push(folder: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "KAGGLE_USERNAME": "kagglekit-test", "KAGGLE_KEY": "0" * 32}
-    return subprocess.run([str(KAGGLE), "kernels", "push", "-p", str(folder)], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(KAGGLE), "kernels", "push", "-p", str(folder)], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_there_is_a_kernel():

@@ -8,13 +8,15 @@ import timm
 import torch
 
 from kagglekit.config import load_config
+from kagglekit.errors import UserError
 from kagglekit.fwi.models import MODELS
 from kagglekit.fwi.models.fullres import create_backbone
-from kagglekit.errors import UserError
 from kagglekit.pretrained import load_pretrained
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "fwi"
-TINY = {name: load_config(CONFIGS / f"tiny_{name}.yaml").model for name in ("inversionnet", "unet", "hgnet", "convnext", "caformer")}
+TINY = {
+    name: load_config(CONFIGS / f"tiny_{name}.yaml").model for name in ("inversionnet", "unet", "hgnet", "convnext", "caformer")
+}
 
 
 def test_every_registered_model_has_a_tiny_and_a_full_config():
@@ -41,7 +43,9 @@ def test_forward_backward_shape_and_bounds(name):
 def _timm_style_weights(name: str, kwargs: dict) -> dict:
     """What a user would download from timm/torchvision/smp: 3 input channels, original stem."""
     if name == "unet":
-        return smp.encoders.get_encoder(kwargs["encoder"], in_channels=3, depth=kwargs["encoder_depth"], weights=None).state_dict()
+        return smp.encoders.get_encoder(
+            kwargs["encoder"], in_channels=3, depth=kwargs["encoder_depth"], weights=None
+        ).state_dict()
     if name == "hgnet":
         return timm.create_model(kwargs["backbone"], pretrained=False, in_chans=3).state_dict()
     return create_backbone(kwargs["backbone"], kwargs.get("backbone_kwargs", {}), in_chans=3).state_dict()
@@ -108,7 +112,13 @@ def test_unet_midpoint_binning_puts_each_trace_under_its_midpoint():
 
 def test_unet_input_extras_forward_and_bad_time_pool():
     torch.manual_seed(0)
-    kwargs = {**TINY["unet"].kwargs, "time_stem": 4, "midpoint_channels": True, "coord_channels": True, "migration_velocities": [2500.0]}
+    kwargs = {
+        **TINY["unet"].kwargs,
+        "time_stem": 4,
+        "midpoint_channels": True,
+        "coord_channels": True,
+        "migration_velocities": [2500.0],
+    }
     model = MODELS.build("unet", **kwargs)
     out = model(torch.randn(2, 5, 1000, 70).half())
     assert out.shape == (2, 70, 70) and 1500 <= out.min() and out.max() <= 4500

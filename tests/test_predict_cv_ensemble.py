@@ -10,12 +10,12 @@ import torch
 from kagglekit.cli import main
 from kagglekit.config import load_config, save_config
 from kagglekit.engine.fit import fit
+from kagglekit.engine.runs import load_run
+from kagglekit.engine.tta import predict_batch
 from kagglekit.fwi.cv import cv_report
 from kagglekit.fwi.data.convert import convert
 from kagglekit.fwi.data.flip import flip_seismic, flip_velocity
 from kagglekit.fwi.ensemble import EnsembleError, blend_oof
-from kagglekit.engine.runs import load_run
-from kagglekit.engine.tta import predict_batch
 from kagglekit.fwi.models import MODELS
 from kagglekit.fwi.predict import predict_runs
 from kagglekit.fwi.task import FWITask
@@ -109,11 +109,28 @@ def test_cli_chain_predict_ensemble_submit_score(trained, synthetic_competition,
     assert main(["fwi", "ensemble", "--oof", str(runs[0]), str(runs[1]), "--method", "mean", "--out", str(tmp_path / "ens")]) == 2
     assert "OOF id sets differ" in capsys.readouterr().err  # different folds cover different samples
     csv = tmp_path / "sub.csv"
-    assert main(["fwi", "submit", str(pred / "tiny_inversionnet.npy"), "--ids", str(pred / "ids.txt"),
-                 "--sample-submission", str(comp / "sample_submission.csv"), "--out", str(csv)]) == 0
+    assert (
+        main(
+            [
+                "fwi",
+                "submit",
+                str(pred / "tiny_inversionnet.npy"),
+                "--ids",
+                str(pred / "ids.txt"),
+                "--sample-submission",
+                str(comp / "sample_submission.csv"),
+                "--out",
+                str(csv),
+            ]
+        )
+        == 0
+    )
     assert main(["fwi", "validate", str(csv), "--sample-submission", str(comp / "sample_submission.csv")]) == 0
     capsys.readouterr()
-    assert main(["fwi", "score", str(csv), "--labels", str(comp / "test_labels.npy"), "--label-ids", str(comp / "test_ids.csv")]) == 0
+    assert (
+        main(["fwi", "score", str(csv), "--labels", str(comp / "test_labels.npy"), "--label-ids", str(comp / "test_ids.csv")])
+        == 0
+    )
     assert "| all |" in capsys.readouterr().out
     # the kernel's blend is `fwi ensemble`'s code: equal weights without an ensemble.json
     from kagglekit.fwi.ensemble import blend_config_predictions
@@ -125,8 +142,22 @@ def test_cli_chain_predict_ensemble_submit_score(trained, synthetic_competition,
     labels_csv = tmp_path / "labels.csv"
     np.save(tmp_path / "labels.npy", np.load(comp / "test_labels.npy"))
     (tmp_path / "ids.txt").write_text("\n".join(pd.read_csv(comp / "test_ids.csv", dtype=str)["id"]) + "\n")
-    assert main(["fwi", "submit", str(tmp_path / "labels.npy"), "--ids", str(tmp_path / "ids.txt"),
-                 "--sample-submission", str(comp / "sample_submission.csv"), "--out", str(labels_csv)]) == 0
+    assert (
+        main(
+            [
+                "fwi",
+                "submit",
+                str(tmp_path / "labels.npy"),
+                "--ids",
+                str(tmp_path / "ids.txt"),
+                "--sample-submission",
+                str(comp / "sample_submission.csv"),
+                "--out",
+                str(labels_csv),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     main(["fwi", "score", str(labels_csv), "--labels", str(comp / "test_labels.npy"), "--label-ids", str(comp / "test_ids.csv")])
     first = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| all |")][0]

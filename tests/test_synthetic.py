@@ -18,7 +18,10 @@ def test_layout_and_file_names(synthetic_competition):
             assert (root / "train_samples" / family / seis).is_file()
             assert (root / "train_samples" / family / vel).is_file()
     assert sorted(p.name for p in (root / "train_samples" / "FlatFault_B").iterdir()) == [
-        "seis6_1_0.npy", "seis8_1_0.npy", "vel6_1_0.npy", "vel8_1_0.npy"
+        "seis6_1_0.npy",
+        "seis8_1_0.npy",
+        "vel6_1_0.npy",
+        "vel8_1_0.npy",
     ]
     assert sorted(p.name for p in (root / "train_samples" / "FlatVel_A" / "data").iterdir()) == ["data1.npy", "data2.npy"]
     seis = np.load(root / "train_samples" / "Style_A" / "data" / "data1.npy")

@@ -102,9 +102,15 @@ def _commands(commands):
     info.set_defaults(func=_info)
 
 
-SPEC = TaskSpec(name="diabetes", help="regression on sklearn's diabetes data", data_config=DiabetesData,
-                build=DiabetesTask, models=MODELS, defaults={"train": {"loss": "mse", "ema_decay": None}},
-                add_commands=_commands)
+SPEC = TaskSpec(
+    name="diabetes",
+    help="regression on sklearn's diabetes data",
+    data_config=DiabetesData,
+    build=DiabetesTask,
+    models=MODELS,
+    defaults={"train": {"loss": "mse", "ema_decay": None}},
+    add_commands=_commands,
+)
 
 
 @pytest.fixture
@@ -115,8 +121,15 @@ def diabetes_task():
 
 
 def test_third_task_trains_through_fit(diabetes_task, tmp_path):
-    cfg = config_from_dict({"name": "diabetes_mlp", "task": "diabetes", "model": {"name": "mlp"}, "out_dir": str(tmp_path),
-                            "train": {"epochs": 40, "batch_size": 32, "lr": 1e-2, "weight_decay": 0.0}})
+    cfg = config_from_dict(
+        {
+            "name": "diabetes_mlp",
+            "task": "diabetes",
+            "model": {"name": "mlp"},
+            "out_dir": str(tmp_path),
+            "train": {"epochs": 40, "batch_size": 32, "lr": 1e-2, "weight_decay": 0.0},
+        }
+    )
     assert type(cfg.data) is DiabetesData and cfg.train.loss == "mse" and cfg.train.ema_decay is None  # the task's defaults
     run = fit(cfg, fold=0, progress=False)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -186,11 +199,27 @@ def test_a_bad_test_file_in_a_dataloader_worker_is_one_line(tmp_path):
     from kagglekit.fwi.models import MODELS as FWI_MODELS
 
     save_checkpoint({"model": FWI_MODELS.build("inversionnet", width=4).state_dict()}, run / "best.pt")
-    cmd = [sys.executable, "-m", "kagglekit.cli", "fwi", "predict", str(run), "--test-dir", str(test), "--out",
-           str(tmp_path / "pred"), "--workers", "2", "--batch-size", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kagglekit.cli",
+        "fwi",
+        "predict",
+        str(run),
+        "--test-dir",
+        str(test),
+        "--out",
+        str(tmp_path / "pred"),
+        "--workers",
+        "2",
+        "--batch-size",
+        "1",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip() and "%|" not in line and "it/s" not in line]
-    assert lines == [f"error: {test / 'abcdefabcd.npy'}: expected (5, 1000, 70) float32, found (5, 999, 70) float32"], result.stderr
+    assert lines == [f"error: {test / 'abcdefabcd.npy'}: expected (5, 1000, 70) float32, found (5, 999, 70) float32"], (
+        result.stderr
+    )
     debug = subprocess.run([cmd[0], "-m", "kagglekit.cli", "--debug", *cmd[3:]], capture_output=True, text=True, timeout=300)
     assert "Traceback" in debug.stderr

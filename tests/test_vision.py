@@ -61,13 +61,22 @@ def hirise_tree(tmp_path, rng):
     (tmp_path / "__MACOSX" / "hirise-map-proj-v3_2").mkdir(parents=True)
     (tmp_path / "__MACOSX" / "hirise-map-proj-v3_2" / "._a.jpg").write_bytes(b"\x00junk")
     (root / "landmarks_map-proj-v3_2_classmap.csv").write_text(
-        "0,other\n1,crater\n2,dark dune\n3,slope streak\n4,bright dune\n5,impact ejecta\n6,swiss cheese\n7,spider\n")
+        "0,other\n1,crater\n2,dark dune\n3,slope streak\n4,bright dune\n5,impact ejecta\n6,swiss cheese\n7,spider\n"
+    )
     names = ["a.jpg", "a-r90.jpg", "b.jpg", "b-fh.jpg", "c.jpg", "d.jpg"]
     for n in names:
         Image.fromarray(rng.integers(0, 255, (227, 227), dtype=np.uint8)).save(images / n)
     (images / "._a.jpg").write_bytes(b"\x00junk")
-    rows = ["a.jpg 1 train", "a-r90.jpg 1 train", "a.jpg 1 train", "b.jpg 7 train", "b-fh.jpg 7 train",
-            "b.jpg 7 train", "c.jpg 0 val", "d.jpg 2 test"]
+    rows = [
+        "a.jpg 1 train",
+        "a-r90.jpg 1 train",
+        "a.jpg 1 train",
+        "b.jpg 7 train",
+        "b-fh.jpg 7 train",
+        "b.jpg 7 train",
+        "c.jpg 0 val",
+        "d.jpg 2 test",
+    ]
     (root / "labels-map-proj_v3_2_train_val_test.txt").write_text("\n".join(rows) + "\n")
     (root / "labels-map-proj_v3_2.txt").write_text("\n".join(" ".join(r.split()[:2]) for r in rows) + "\n")
     return tmp_path
@@ -139,8 +148,16 @@ def test_augmentation_is_deterministic_under_a_seed():
         build_transform(cfg.model_copy(update={"augment": [type(cfg.augment[0])(name="Flipp")]}), train=True, seed=0)
 
 
-@pytest.mark.parametrize("name, kwargs", [("alexnet", {"width": 0.25, "image_size": 8}), ("vgg", {"width": 8}),
-                                          ("nin", {"width": 16}), ("resnet9", {"width": 8}), ("timm:resnet10t", {})])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("alexnet", {"width": 0.25, "image_size": 8}),
+        ("vgg", {"width": 8}),
+        ("nin", {"width": 16}),
+        ("resnet9", {"width": 8}),
+        ("timm:resnet10t", {}),
+    ],
+)
 def test_each_model_trains_a_step(name, kwargs):
     torch.manual_seed(0)
     model = build_classifier(name, 1, 10, kwargs)
@@ -206,7 +223,9 @@ def test_qat_export_round_trip(tmp_path):
     export = export_quantized(model)
     torch.save(export, tmp_path / "int4.pt")
     assert export["size_bytes"] < export["float32_bytes"] / 4
-    fresh = dequantize_into(apply_qat(build_classifier("resnet9", 1, 10, {"width": 8}), 4), torch.load(tmp_path / "int4.pt", weights_only=False)).eval()
+    fresh = dequantize_into(
+        apply_qat(build_classifier("resnet9", 1, 10, {"width": 8}), 4), torch.load(tmp_path / "int4.pt", weights_only=False)
+    ).eval()
     fresh_layers = dict(quantized_layers(fresh))
     for name, layer in quantized_layers(model):
         levels, scale = quantize_levels(layer.weight.detach(), 4)

@@ -9,7 +9,6 @@ Every config's folds are averaged (flip TTA on), configs are averaged with equal
 import sys
 from pathlib import Path
 
-
 KIT = Path("/kaggle/input/kagglekit")
 COMPETITION = Path("/kaggle/input/waveform-inversion")
 WORK = Path("/kaggle/working")
@@ -18,9 +17,8 @@ sys.path.insert(0, str(KIT / "src"))
 from kagglekit.engine.task import register_task  # noqa: E402
 from kagglekit.fwi.ensemble import blend_config_predictions  # noqa: E402
 from kagglekit.fwi.predict import predict_runs  # noqa: E402
-from kagglekit.fwi.submission import validate_submission, write_submission  # noqa: E402
-
 from kagglekit.fwi.spec import TASK  # noqa: E402
+from kagglekit.fwi.submission import validate_submission, write_submission  # noqa: E402
 
 register_task(TASK)  # from a source tree there is no installed entry point to find the task by
 runs = sorted(p.parent for p in (KIT / "runs").glob("*/*/best.pt"))

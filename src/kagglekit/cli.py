@@ -22,7 +22,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
-def command(subparsers: argparse._SubParsersAction, name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+def command(
+    subparsers: argparse._SubParsersAction, name: str, help: str, description: str | None = None
+) -> argparse.ArgumentParser:
     """A sub-command parser in the house style (tasks add theirs with this)."""
     return subparsers.add_parser(name, help=help, description=description or help, formatter_class=HelpFormatter)
 
@@ -58,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="YAML file, e.g. configs/fwi/tiny_unet.yaml")
     train.add_argument("--fold", type=int, default=0, help="validation fold; -1 trains on all folds and validates on the holdout")
     train.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
-    train.add_argument("--stop-after", type=int, default=None, metavar="EPOCH", help="pause after this epoch (continue with --resume)")
+    train.add_argument(
+        "--stop-after", type=int, default=None, metavar="EPOCH", help="pause after this epoch (continue with --resume)"
+    )
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4 train.epochs=2")
     train.set_defaults(func=_train)
 

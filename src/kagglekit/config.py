@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from kagglekit.errors import UserError
 from kagglekit.io import atomic_write_text
 
-
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 

@@ -53,10 +53,16 @@ def assign_folds(
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
         stratify = np.unique(labels[rest], return_counts=True)[1].max() >= n_folds
         if groups is None:
-            splitter = StratifiedKFold(n_folds, shuffle=True, random_state=seed) if stratify else KFold(n_folds, shuffle=True, random_state=seed)
+            splitter = (
+                StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+                if stratify
+                else KFold(n_folds, shuffle=True, random_state=seed)
+            )
             splits = splitter.split(rest, labels[rest])
         elif stratify:
-            splits = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(rest, labels[rest], np.asarray(groups)[rest])
+            splits = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(
+                rest, labels[rest], np.asarray(groups)[rest]
+            )
         else:
             splits = GroupKFold(n_folds).split(rest, labels[rest], np.asarray(groups)[rest])
         for k, (_, valid) in enumerate(splits):

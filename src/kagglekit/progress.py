@@ -8,7 +8,8 @@ last one), so a 20-epoch run leaves a few dozen readable lines instead of a floo
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -52,8 +53,17 @@ class LogBar(tqdm):
         return True
 
 
-def progress_bar(iterable: Iterable | None = None, *, desc: str = "", total: int | None = None, disable: bool = False,
-                 unit: str = "it", leave: bool = True, log_every: float = 0.1, file=None) -> tqdm:
+def progress_bar(
+    iterable: Iterable | None = None,
+    *,
+    desc: str = "",
+    total: int | None = None,
+    disable: bool = False,
+    unit: str = "it",
+    leave: bool = True,
+    log_every: float = 0.1,
+    file=None,
+) -> tqdm:
     """tqdm on a terminal, LogBar (one line per `log_every` of the total) elsewhere."""
     stream = file if file is not None else sys.stderr
     interactive = hasattr(stream, "isatty") and stream.isatty()

@@ -198,8 +198,24 @@ def _set_up(cfg: Config, fold: int, resume: bool, progress: bool, ctx) -> _Run:
         min_lr_ratio=cfg.train.min_lr_ratio,
     )
     dtype = amp_dtype(cfg.train.amp, ctx.device)
-    run = _Run(cfg, fold, ctx, progress, run_dir, task, train_set, valid_set, model, train_model, ema, optimizer,
-               schedule, grad_scaler(ctx.device, dtype), dtype, task.fold_signature())
+    run = _Run(
+        cfg,
+        fold,
+        ctx,
+        progress,
+        run_dir,
+        task,
+        train_set,
+        valid_set,
+        model,
+        train_model,
+        ema,
+        optimizer,
+        schedule,
+        grad_scaler(ctx.device, dtype),
+        dtype,
+        task.fold_signature(),
+    )
     if resume and last_path.exists():
         _restore(run, last_path)
     if ctx.is_main:
@@ -354,4 +370,6 @@ def _finish(run: _Run, trained_now: bool) -> None:
     best = load_checkpoint(best_path, required=("metrics",))
     if best["metrics"]:
         done = best.get("epochs_done", best["epoch"] + 1)
-        run.log(f"best epoch {best['epoch'] + 1} ({done:.2f} epochs trained) of {run.run_dir}:\n{run.task.report(best['metrics'])}")
+        run.log(
+            f"best epoch {best['epoch'] + 1} ({done:.2f} epochs trained) of {run.run_dir}:\n{run.task.report(best['metrics'])}"
+        )

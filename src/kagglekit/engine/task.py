@@ -14,9 +14,10 @@ arrays to save, a report, and optionally a flip for test-time augmentation.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 import torch

@@ -32,8 +32,15 @@ def _simulate(args) -> None:
 def _predict(args) -> None:
     from kagglekit.fwi.predict import predict_runs
 
-    written = predict_runs(args.runs, args.test_dir, args.out, tta_flip=not args.no_tta, batch_size=args.batch_size,
-                           num_workers=args.workers, device=args.device)
+    written = predict_runs(
+        args.runs,
+        args.test_dir,
+        args.out,
+        tta_flip=not args.no_tta,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=args.device,
+    )
     for name, path in written.items():
         print(f"{name}: {path}")
     print(f"ids: {Path(args.out) / 'ids.txt'}")
@@ -58,8 +65,10 @@ def _submit(args) -> None:
     from kagglekit.fwi.submission import submit
 
     result = submit(args.pred, args.ids, args.sample_submission, args.out)
-    print(f"wrote {result['path']} in {result['write_s']:.1f} s; validated in {result['validate_s']:.1f} s "
-          "(columns, ids, duplicates, finite values in 1500-4500)")
+    print(
+        f"wrote {result['path']} in {result['write_s']:.1f} s; validated in {result['validate_s']:.1f} s "
+        "(columns, ids, duplicates, finite values in 1500-4500)"
+    )
 
 
 def _validate(args) -> None:
@@ -121,7 +130,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     e = command(commands, "ensemble", "blend models by OOF: mean, median or fitted weights")
     e.add_argument("--oof", nargs="+", required=True, help="run or config folders with OOF predictions")
-    e.add_argument("--preds", nargs="*", default=[], help="test prediction files (.npy with ids.txt beside), one per --oof member, same order")
+    e.add_argument(
+        "--preds",
+        nargs="*",
+        default=[],
+        help="test prediction files (.npy with ids.txt beside), one per --oof member, same order",
+    )
     e.add_argument("--method", choices=["mean", "median", "weights"], default="weights", help="how members are combined")
     e.add_argument("--out", default="predictions/ensemble", help="folder for ensemble.json (+ ensemble.npy, ids.txt)")
     e.set_defaults(func=_ensemble)

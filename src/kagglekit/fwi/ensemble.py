@@ -36,17 +36,27 @@ class Blend:
     holdout_table: dict[str, dict[str, float]]  # the same on holdout rows (empty without holdout)
 
     def to_json(self) -> dict:
-        return {"method": self.method, "members": self.members, "weights": [float(w) for w in self.weights],
-                "oof": self.table, "holdout": self.holdout_table}
+        return {
+            "method": self.method,
+            "members": self.members,
+            "weights": [float(w) for w in self.weights],
+            "oof": self.table,
+            "holdout": self.holdout_table,
+        }
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "Blend":
+    def from_json(cls, path: str | Path) -> Blend:
         """A blend saved by `fwi ensemble` (ensemble.json): how to combine the same members' test predictions."""
         path = Path(path)
         try:
             report = json.loads(path.read_text())
-            return cls(report["method"], np.asarray(report["weights"], dtype=np.float64), list(report["members"]),
-                       report.get("oof", {}), report.get("holdout", {}))
+            return cls(
+                report["method"],
+                np.asarray(report["weights"], dtype=np.float64),
+                list(report["members"]),
+                report.get("oof", {}),
+                report.get("holdout", {}),
+            )
         except (OSError, ValueError, KeyError) as exc:
             raise EnsembleError(f"{path}: not an ensemble.json written by `fwi ensemble` ({type(exc).__name__}: {exc})") from exc
 
@@ -59,7 +69,9 @@ def align(oofs: list[OOF]) -> None:
         if len(ids) != len(ref) or not np.array_equal(ids, ref):
             only_a = np.setdiff1d(ref, ids)[:5].tolist()
             only_b = np.setdiff1d(ids, ref)[:5].tolist()
-            raise EnsembleError(f"OOF id sets differ between {oofs[0].name} and {oof.name}: only in first {only_a}, only in second {only_b}")
+            raise EnsembleError(
+                f"OOF id sets differ between {oofs[0].name} and {oof.name}: only in first {only_a}, only in second {only_b}"
+            )
 
 
 def combine(stack: np.ndarray, method: str, weights: np.ndarray | None = None) -> np.ndarray:
@@ -91,8 +103,15 @@ def fit_weights(stack: np.ndarray, truth: np.ndarray, n_pixels: int = 400_000, s
         return p @ np.sign(w @ p - t) / len(t)
 
     start = np.full(m, 1.0 / m)
-    result = minimize(loss, start, jac=grad, method="SLSQP", bounds=[(0.0, 1.0)] * m,
-                      constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}], options={"maxiter": 200})
+    result = minimize(
+        loss,
+        start,
+        jac=grad,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * m,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}],
+        options={"maxiter": 200},
+    )
     w = np.clip(result.x, 0, None)
     w = w / w.sum()
     return w if loss(w) <= loss(start) else start
@@ -154,8 +173,11 @@ def ensemble_to_folder(oof_paths: list[str | Path], pred_paths: list[str | Path]
         raise EnsembleError(f"--preds needs one prediction file per --oof member ({len(oof_paths)}), got {len(pred_paths)}")
     blend, oofs = blend_oof(oof_paths, method)
     out = Path(out)
-    lines = [f"method {method}, weights " + ", ".join(f"{o.name}={w:.3f}" for o, w in zip(oofs, blend.weights)),
-             "OOF MAE (rows used for fitting; mae = Kaggle metric):", format_table(blend.table)]
+    lines = [
+        f"method {method}, weights " + ", ".join(f"{o.name}={w:.3f}" for o, w in zip(oofs, blend.weights)),
+        "OOF MAE (rows used for fitting; mae = Kaggle metric):",
+        format_table(blend.table),
+    ]
     if blend.holdout_table:
         lines += ["holdout MAE (fold -1, not used for fitting):", format_table(blend.holdout_table)]
     atomic_write_text(out / "ensemble.json", json.dumps(blend.to_json(), indent=1))
@@ -167,7 +189,9 @@ def ensemble_to_folder(oof_paths: list[str | Path], pred_paths: list[str | Path]
     return "\n".join(lines)
 
 
-def blend_config_predictions(pred_dir: str | Path, configs: list[str], ensemble_json: str | Path | None = None) -> tuple[np.ndarray, list[str]]:
+def blend_config_predictions(
+    pred_dir: str | Path, configs: list[str], ensemble_json: str | Path | None = None
+) -> tuple[np.ndarray, list[str]]:
     """Blend the fold-mean predictions `<pred_dir>/<config>.npy` of `configs`: with the blend of
     `ensemble_json` (its members are config folders) or, without one, their plain mean."""
     pred_dir = Path(pred_dir)

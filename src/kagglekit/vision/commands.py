@@ -10,8 +10,16 @@ from kagglekit.cli import command
 def _predict(args) -> None:
     from kagglekit.vision.predict import predict_to_folder
 
-    print(predict_to_folder(args.runs, args.out, tta=not args.no_tta, csv=args.csv, sample_submission=args.sample_submission,
-                            class_names=args.class_names))
+    print(
+        predict_to_folder(
+            args.runs,
+            args.out,
+            tta=not args.no_tta,
+            csv=args.csv,
+            sample_submission=args.sample_submission,
+            class_names=args.class_names,
+        )
+    )
 
 
 def _export(args) -> None:

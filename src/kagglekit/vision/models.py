@@ -11,7 +11,9 @@ MODELS = Registry("vision model")
 
 
 def conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class Residual(nn.Module):
@@ -33,10 +35,16 @@ class ResNet9(nn.Module):
         w = width
         self.features = nn.Sequential(
             conv_bn(in_chans, w),
-            conv_bn(w, 2 * w), nn.MaxPool2d(2), Residual(2 * w),
-            conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
-            conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), Residual(8 * w),
-            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+            conv_bn(w, 2 * w),
+            nn.MaxPool2d(2),
+            Residual(2 * w),
+            conv_bn(2 * w, 4 * w),
+            nn.MaxPool2d(2),
+            conv_bn(4 * w, 8 * w),
+            nn.MaxPool2d(2),
+            Residual(8 * w),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
         )
         self.head = nn.Linear(8 * w, num_classes, bias=False)
         self.scale = scale
@@ -55,18 +63,28 @@ class AlexNet(nn.Module):
         c = [max(8, int(v * width)) for v in (64, 192, 384, 256, 256)]
         large = image_size >= 128
         self.features = nn.Sequential(
-            nn.Conv2d(in_chans, c[0], 11 if large else 5, 4 if large else 1, 2), nn.ReLU(inplace=True),
+            nn.Conv2d(in_chans, c[0], 11 if large else 5, 4 if large else 1, 2),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3 if large else 2, 2),
-            nn.Conv2d(c[0], c[1], 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3 if large else 2, 2),
-            nn.Conv2d(c[1], c[2], 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(c[2], c[3], 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(c[3], c[4], 3, padding=1), nn.ReLU(inplace=True),
-            nn.AdaptiveMaxPool2d(3), nn.Flatten(),
+            nn.Conv2d(c[0], c[1], 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3 if large else 2, 2),
+            nn.Conv2d(c[1], c[2], 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c[2], c[3], 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c[3], c[4], 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveMaxPool2d(3),
+            nn.Flatten(),
         )
         hidden = max(64, int(1024 * width))
         self.classifier = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(c[4] * 9, hidden), nn.ReLU(inplace=True),
-            nn.Dropout(dropout), nn.Linear(hidden, num_classes),
+            nn.Dropout(dropout),
+            nn.Linear(c[4] * 9, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
         )
 
     def forward(self, x):
@@ -77,7 +95,9 @@ class AlexNet(nn.Module):
 class VGG(nn.Module):
     """VGG-style stacks of 3x3 conv + BN with max pooling; `stages` gives the convs per stage."""
 
-    def __init__(self, in_chans: int = 1, num_classes: int = 10, width: int = 32, stages: tuple[int, ...] = (2, 2, 2), dropout: float = 0.3):
+    def __init__(
+        self, in_chans: int = 1, num_classes: int = 10, width: int = 32, stages: tuple[int, ...] = (2, 2, 2), dropout: float = 0.3
+    ):
         super().__init__()
         layers, cin = [], in_chans
         for k, n in enumerate(stages):
@@ -106,10 +126,16 @@ class NIN(nn.Module):
 
         w = width
         self.net = nn.Sequential(
-            mlpconv(in_chans, w, 5), nn.MaxPool2d(2), nn.Dropout(dropout),
-            mlpconv(w, 2 * w, 5), nn.MaxPool2d(2), nn.Dropout(dropout),
+            mlpconv(in_chans, w, 5),
+            nn.MaxPool2d(2),
+            nn.Dropout(dropout),
+            mlpconv(w, 2 * w, 5),
+            nn.MaxPool2d(2),
+            nn.Dropout(dropout),
             mlpconv(2 * w, 2 * w, 3),
-            nn.Conv2d(2 * w, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(2 * w, num_classes, 1),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
 
     def forward(self, x):

@@ -40,7 +40,9 @@ def predict_probs(run: LoadedRun, dataset, tta: bool = True, batch_size: int = 2
     return torch.cat(out).numpy()
 
 
-def predict_runs(run_dirs: list[str | Path], out_dir: str | Path, tta: bool = True) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+def predict_runs(
+    run_dirs: list[str | Path], out_dir: str | Path, tta: bool = True
+) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
     """Mean of the runs' test-split probabilities; writes probs.npy, ids.txt, classes.txt (+ labels.npy)."""
     probs, ids, labels, classes = None, None, None, None
     for run_dir in run_dirs:
@@ -49,7 +51,12 @@ def predict_runs(run_dirs: list[str | Path], out_dir: str | Path, tta: bool = Tr
         p = predict_probs(run, test, tta)
         run_ids = [run.task.source.ids[i] for i in test.indices]
         if probs is None:
-            probs, ids, labels, classes = p / len(run_dirs), run_ids, run.task.source.labels[test.indices], run.task.source.classes
+            probs, ids, labels, classes = (
+                p / len(run_dirs),
+                run_ids,
+                run.task.source.labels[test.indices],
+                run.task.source.classes,
+            )
         else:
             if run_ids != ids:
                 raise UserError(f"{run_dir}: its test split differs from the first run's")
@@ -80,8 +87,13 @@ def plot_confusion(probs: np.ndarray, labels: np.ndarray, classes: list[str], pa
         fig.savefig(tmp, dpi=100, format="png")
 
 
-def write_classification_csv(probs: np.ndarray, ids: list[str], out: str | Path, classes: list[str] | None = None,
-                             sample_submission: str | Path | None = None) -> Path:
+def write_classification_csv(
+    probs: np.ndarray,
+    ids: list[str],
+    out: str | Path,
+    classes: list[str] | None = None,
+    sample_submission: str | Path | None = None,
+) -> Path:
     """`id,label` (class index, or class name when `classes` is given); column names and row
     order from the sample submission when one is given."""
     labels = probs.argmax(1)
@@ -100,12 +112,20 @@ def write_classification_csv(probs: np.ndarray, ids: list[str], out: str | Path,
     return Path(out)
 
 
-def predict_to_folder(run_dirs: list[str | Path], out_dir: str | Path, tta: bool = True, csv: str | Path | None = None,
-                      sample_submission: str | Path | None = None, class_names: bool = False) -> str:
+def predict_to_folder(
+    run_dirs: list[str | Path],
+    out_dir: str | Path,
+    tta: bool = True,
+    csv: str | Path | None = None,
+    sample_submission: str | Path | None = None,
+    class_names: bool = False,
+) -> str:
     """`vision predict`: probabilities, metrics + confusion PNG when labels are known, CSV; returns the report."""
     probs, ids, labels, classes = predict_runs(run_dirs, out_dir, tta)
-    lines = [f"probabilities of {len(ids)} test images ({len(run_dirs)} runs averaged, flip TTA {'on' if tta else 'off'}): "
-             f"{Path(out_dir) / 'probs.npy'}"]
+    lines = [
+        f"probabilities of {len(ids)} test images ({len(run_dirs)} runs averaged, flip TTA {'on' if tta else 'off'}): "
+        f"{Path(out_dir) / 'probs.npy'}"
+    ]
     if (labels >= 0).all():
         lines += [f"{k}: {v:.4f}" for k, v in classification_metrics(probs, labels).items()]
         plot_confusion(probs, labels, classes, Path(out_dir) / "confusion.png")

@@ -55,8 +55,17 @@ def apply_qat(model: nn.Module, bits: int = 4) -> nn.Module:
     """Swap every Conv2d / Linear for its quantised version in place (weights kept)."""
     for name, child in list(model.named_children()):
         if type(child) is nn.Conv2d:
-            q = QuantConv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride, child.padding,
-                            child.dilation, child.groups, child.bias is not None, child.padding_mode)
+            q = QuantConv2d(
+                child.in_channels,
+                child.out_channels,
+                child.kernel_size,
+                child.stride,
+                child.padding,
+                child.dilation,
+                child.groups,
+                child.bias is not None,
+                child.padding_mode,
+            )
         elif type(child) is nn.Linear:
             q = QuantLinear(child.in_features, child.out_features, child.bias is not None)
         else:
@@ -129,6 +138,8 @@ def export_run(run_dir, out) -> str:
     run.model = dequantize_into(run.task.build_model(), torch.load(out, weights_only=False)).eval()
     test = run.task.test_dataset()
     metrics = classification_metrics(predict_probs(run, test), run.task.source.labels[test.indices])
-    return (f"integer export {out}: {export['size_bytes']} bytes vs {export['float32_bytes']} bytes float32 "
-            f"({export['float32_bytes'] / export['size_bytes']:.1f}x smaller)\n"
-            f"exported integer model, test accuracy {metrics['accuracy']:.4f}")
+    return (
+        f"integer export {out}: {export['size_bytes']} bytes vs {export['float32_bytes']} bytes float32 "
+        f"({export['float32_bytes'] / export['size_bytes']:.1f}x smaller)\n"
+        f"exported integer model, test accuracy {metrics['accuracy']:.4f}"
+    )

@@ -99,7 +99,14 @@ def digits() -> ImageSource:
     d = load_digits()
     images = np.round(d.images * (255 / 16)).astype(np.uint8)
     splits = np.where(np.arange(len(images)) < int(0.8 * len(images)), "train", "test")
-    return ImageSource("digits", d.target.astype(np.int64), splits, [str(k) for k in range(10)], arrays=images, ids=[str(i) for i in range(len(images))])
+    return ImageSource(
+        "digits",
+        d.target.astype(np.int64),
+        splits,
+        [str(k) for k in range(10)],
+        arrays=images,
+        ids=[str(i) for i in range(len(images))],
+    )
 
 
 def cifar10(root: str | Path) -> ImageSource:
@@ -118,7 +125,14 @@ def cifar10(root: str | Path) -> ImageSource:
         splits.append(np.full(len(data), split))
     labels_all = np.concatenate(labels)
     _check_labels(labels_all, len(classes), root)
-    return ImageSource("cifar10", labels_all, np.concatenate(splits), classes, arrays=np.concatenate(images), ids=[str(i) for i in range(len(labels_all))])
+    return ImageSource(
+        "cifar10",
+        labels_all,
+        np.concatenate(splits),
+        classes,
+        arrays=np.concatenate(images),
+        ids=[str(i) for i in range(len(labels_all))],
+    )
 
 
 def _unpickle(path: Path) -> dict:

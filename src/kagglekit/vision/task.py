@@ -73,7 +73,9 @@ class VisionTask:
         data = self.cfg.data
         train_idx, valid_idx = split_for_fold(self.folds, fold, where=self.source.name)
         if data.max_train_samples and data.max_train_samples < len(train_idx):
-            train_idx = np.sort(np.random.default_rng(self.cfg.train.seed).choice(train_idx, data.max_train_samples, replace=False))
+            train_idx = np.sort(
+                np.random.default_rng(self.cfg.train.seed).choice(train_idx, data.max_train_samples, replace=False)
+            )
         seed = self.cfg.train.seed
         train = VisionDataset(self.source, train_idx, build_transform(data, train=True, seed=seed))
         valid = VisionDataset(self.source, valid_idx, build_transform(data, train=False, seed=seed)) if len(valid_idx) else None
@@ -83,7 +85,9 @@ class VisionTask:
         return fold_signature(self.source.ids, self.folds)
 
     def test_dataset(self) -> VisionDataset:
-        return VisionDataset(self.source, np.flatnonzero(self.folds == EXCLUDED), build_transform(self.cfg.data, train=False, seed=0))
+        return VisionDataset(
+            self.source, np.flatnonzero(self.folds == EXCLUDED), build_transform(self.cfg.data, train=False, seed=0)
+        )
 
     def build_model(self) -> torch.nn.Module:
         kwargs = dict(self.cfg.model.kwargs)
@@ -134,5 +138,7 @@ class VisionTask:
         best = load_checkpoint(run_dir / "best.pt")
         best["temperature"] = report["temperature"]
         save_checkpoint(best, run_dir / "best.pt")
-        print(f"[kagglekit] temperature {report['temperature']:.3f}: NLL {report['nll_before']:.4f} -> {report['nll_after']:.4f}, "
-              f"ECE {report['ece_before']:.4f} -> {report['ece_after']:.4f}")
+        print(
+            f"[kagglekit] temperature {report['temperature']:.3f}: NLL {report['nll_before']:.4f} -> {report['nll_after']:.4f}, "
+            f"ECE {report['ece_before']:.4f} -> {report['ece_after']:.4f}"
+        )

@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kagglekit.fwi.models.common import bound_velocity, same_padding_width, transform_seismic, unet_decoder
 from kagglekit.fwi.models import MODELS
+from kagglekit.fwi.models.common import bound_velocity, same_padding_width, transform_seismic, unet_decoder
 
 PADDED_TIME = 1152  # 1152 / 4 / 4 = 72
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kagglekit.fwi.models.common import bound_velocity, transform_seismic, unet_decoder
 from kagglekit.fwi.models import MODELS
+from kagglekit.fwi.models.common import bound_velocity, transform_seismic, unet_decoder
 
 
 @MODELS.register("hgnet")

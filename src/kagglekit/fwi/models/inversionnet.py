@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kagglekit.fwi.models.common import bound_velocity, transform_seismic
 from kagglekit.fwi.models import MODELS
+from kagglekit.fwi.models.common import bound_velocity, transform_seismic
 
 
 def conv_block(cin, cout, kernel=(3, 3), stride=(1, 1), padding=(1, 1)):
@@ -18,7 +18,9 @@ def conv_block(cin, cout, kernel=(3, 3), stride=(1, 1), padding=(1, 1)):
 
 
 def deconv_block(cin, cout, kernel=2, stride=2, padding=0):
-    return nn.Sequential(nn.ConvTranspose2d(cin, cout, kernel, stride, padding), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(
+        nn.ConvTranspose2d(cin, cout, kernel, stride, padding), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True)
+    )
 
 
 @MODELS.register("inversionnet")

@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kagglekit.fwi.constants import N_RECEIVERS, SOURCE_COLUMNS
+from kagglekit.fwi.models import MODELS
 from kagglekit.fwi.models.common import (
     bound_velocity,
     ceil_to,
@@ -28,7 +29,6 @@ from kagglekit.fwi.models.common import (
     transform_seismic,
 )
 from kagglekit.fwi.models.migration import ConstantVelocityMigration
-from kagglekit.fwi.models import MODELS
 
 
 @MODELS.register("unet")

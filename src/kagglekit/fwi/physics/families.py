@@ -20,7 +20,7 @@ the OpenFWI generator. Every map is (70, 70) float32 in m/s, within 1500-4500.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy.ndimage import gaussian_filter

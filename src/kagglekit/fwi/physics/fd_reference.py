@@ -34,9 +34,7 @@ def damping_profile(nz: int, nx: int, vmin: float, nbc: int = NBC, dx: float = D
     return damp
 
 
-def reference_simulate(
-    velocity: np.ndarray, nt: int = 1000, nbc: int = NBC, periodic: bool = True, extra: int = 0
-) -> np.ndarray:
+def reference_simulate(velocity: np.ndarray, nt: int = 1000, nbc: int = NBC, periodic: bool = True, extra: int = 0) -> np.ndarray:
     """(70, 70) m/s -> (5, nt, 70), float64 via torch on CPU.
 
     extra > 0 widens the border beyond the OpenFWI 120 cells (same ramp, continued) so that
