@@ -68,7 +68,9 @@ def pandas_validate(csv: Path, sample_submission: Path, max_examples: int = 3) -
     oid = frame["oid_ypos"]
     dup = oid.duplicated(keep="first").to_numpy()
     if dup.any():
-        problems.append(f"duplicates: {int(dup.sum())}, first at lines {[int(r) + 2 for r in np.flatnonzero(dup)[:max_examples]]}")
+        problems.append(
+            f"duplicates: {int(dup.sum())}, first at lines {[int(r) + 2 for r in np.flatnonzero(dup)[:max_examples]]}"
+        )
     expected = pd.read_csv(sample_submission, usecols=["oid_ypos"], dtype=str)["oid_ypos"]
     exp_set, got_set = set(expected), set(oid)
     missing = [o for o in expected if o not in got_set][:max_examples]
@@ -76,10 +78,15 @@ def pandas_validate(csv: Path, sample_submission: Path, max_examples: int = 3) -
     if missing:
         problems.append(f"missing rows: {len(exp_set - got_set)}, e.g. {missing}")
     if unknown.any():
-        problems.append(f"unknown rows: {int(unknown.sum())}, first at lines {[int(r) + 2 for r in np.flatnonzero(unknown)[:max_examples]]}")
+        problems.append(
+            f"unknown rows: {int(unknown.sum())}, first at lines {[int(r) + 2 for r in np.flatnonzero(unknown)[:max_examples]]}"
+        )
     value_cols = [c for c in cols if c != "oid_ypos"]
     values = frame[value_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    for kind, mask in (("non-finite", ~np.isfinite(values)), ("outside 1500-4500", np.isfinite(values) & ((values < VMIN) | (values > VMAX)))):
+    for kind, mask in (
+        ("non-finite", ~np.isfinite(values)),
+        ("outside 1500-4500", np.isfinite(values) & ((values < VMIN) | (values > VMAX))),
+    ):
         rows = np.flatnonzero(mask.any(axis=1))
         if len(rows):
             problems.append(f"{kind}: {int(mask.sum())} cells in {len(rows)} rows; first at line {rows[0] + 2}")
@@ -93,7 +100,9 @@ def pandas_pipeline(pred_path: str, ids_path: str, sample: str, out: str) -> Non
     t0 = time.perf_counter()
     pred = np.load(pred_path, mmap_mode="r")
     ids = Path(ids_path).read_text().split()
-    frame = pd.DataFrame(pred[:, :, ODD_COLUMNS].reshape(-1, len(ODD_COLUMNS)).astype(np.float32), columns=[f"x_{x}" for x in ODD_COLUMNS])
+    frame = pd.DataFrame(
+        pred[:, :, ODD_COLUMNS].reshape(-1, len(ODD_COLUMNS)).astype(np.float32), columns=[f"x_{x}" for x in ODD_COLUMNS]
+    )
     frame.insert(0, "oid_ypos", [f"{i}_y_{y}" for i in ids for y in range(GRID)])
     frame.to_csv(out, index=False, float_format="%.1f")
     del frame
@@ -149,23 +158,50 @@ def main() -> None:
         # in a child, so that this process stays small: a child's peak RSS counts its parent's at fork
         subprocess.run([sys.executable, __file__, "--make-inputs-child", str(args.n), str(tmp)], check=True)
         inputs = {"pred": tmp / "pred.npy", "ids": tmp / "ids.txt", "sample": tmp / "sample_submission.csv"}
-        print(f"inputs: {args.n} ids, {args.n * GRID:,} rows, generated in {time.perf_counter() - t0:.0f} s; cores: {os.cpu_count()}")
+        print(
+            f"inputs: {args.n} ids, {args.n * GRID:,} rows, generated in {time.perf_counter() - t0:.0f} s; cores: {os.cpu_count()}"
+        )
         load_before = os.getloadavg()
         results = {}
         out = tmp / "kagglekit.csv"
-        ours = run_child([str(kagglekit), "fwi", "submit", str(inputs["pred"]), "--ids", str(inputs["ids"]), "--sample-submission", str(inputs["sample"]), "--out", str(out)])
+        ours = run_child(
+            [
+                str(kagglekit),
+                "fwi",
+                "submit",
+                str(inputs["pred"]),
+                "--ids",
+                str(inputs["ids"]),
+                "--sample-submission",
+                str(inputs["sample"]),
+                "--out",
+                str(out),
+            ]
+        )
         phases = re.search(r"in ([\d.]+) s; validated in ([\d.]+) s", ours["stdout"])  # the command's own report, if it says
         if phases:
             ours.update(write_s=float(phases[1]), validate_s=float(phases[2]))
         results["kagglekit fwi submit (numpy write + pyarrow validate)"] = (ours, out.stat().st_size / 1e6)
         out.unlink()
-        lib = run_child([sys.executable, "-c", LIBRARY_CALL, str(inputs["pred"]), str(inputs["ids"]), str(inputs["sample"]), str(out)])
+        lib = run_child(
+            [sys.executable, "-c", LIBRARY_CALL, str(inputs["pred"]), str(inputs["ids"]), str(inputs["sample"]), str(out)]
+        )
         lib.update(json.loads(lib["stdout"].strip().splitlines()[-1]))
         results["kagglekit.fwi.submission.submit() alone"] = (lib, out.stat().st_size / 1e6)
         out.unlink()
         if not args.skip_pandas:
             out = tmp / "pandas.csv"
-            base = run_child([sys.executable, __file__, "--pandas-child", str(inputs["pred"]), str(inputs["ids"]), str(inputs["sample"]), str(out)])
+            base = run_child(
+                [
+                    sys.executable,
+                    __file__,
+                    "--pandas-child",
+                    str(inputs["pred"]),
+                    str(inputs["ids"]),
+                    str(inputs["sample"]),
+                    str(out),
+                ]
+            )
             base.update(json.loads(base["stdout"].strip().splitlines()[-1]))
             results["pandas to_csv + pandas validation"] = (base, out.stat().st_size / 1e6)
             out.unlink()
@@ -181,7 +217,9 @@ def main() -> None:
     slowest = max(r["seconds"] for r, _ in results.values())
     for name, (r, size) in results.items():
         phases = [f"{r[k]:.1f}" if k in r else "" for k in ("write_s", "validate_s")]
-        print(f"| {name} | {r['seconds']:.1f} | {phases[0]} | {phases[1]} | {r['cpu_s']:.1f} | {r['peak_mb']:.0f} | {size:.0f} | {slowest / r['seconds']:.1f}x |")
+        print(
+            f"| {name} | {r['seconds']:.1f} | {phases[0]} | {phases[1]} | {r['cpu_s']:.1f} | {r['peak_mb']:.0f} | {size:.0f} | {slowest / r['seconds']:.1f}x |"
+        )
 
 
 if __name__ == "__main__":

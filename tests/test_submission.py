@@ -255,7 +255,9 @@ def test_writer_bytes_match_reference_in_any_chunking(sample, tmp_path, rng, dty
     expected = _reference_csv(pred, ids)
     shuffled = [3, 1, 0, 2]
     for chunk, threads in [(1024, None), (1, 3), (3, 2), (2, 1)]:
-        out = write_submission(pred[shuffled], [ids[i] for i in shuffled], path, tmp_path / "sub.csv", chunk=chunk, threads=threads)
+        out = write_submission(
+            pred[shuffled], [ids[i] for i in shuffled], path, tmp_path / "sub.csv", chunk=chunk, threads=threads
+        )
         assert out.read_text() == expected
 
 

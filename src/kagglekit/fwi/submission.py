@@ -166,7 +166,9 @@ def _id_major_ids(oid: pa.Array, path: Path) -> list[str]:
     same = pc.equal(expected, oid)
     if not pc.all(same).as_py() and n:
         r = int(np.flatnonzero(~same.to_numpy(zero_copy_only=False))[0])
-        raise SubmissionError(f"{path}: row {r + 2} is {oid[r].as_py()!r}, expected {expected[r].as_py()!r} (id-major, y = 0..69)")
+        raise SubmissionError(
+            f"{path}: row {r + 2} is {oid[r].as_py()!r}, expected {expected[r].as_py()!r} (id-major, y = 0..69)"
+        )
     return ids.to_pylist()
 
 
@@ -249,7 +251,9 @@ def write_submission(
     missing = [i for i in order_ids if i not in position]
     if missing or len(order_ids) != len(ids):
         extra = sorted(set(ids) - set(order_ids))
-        raise SubmissionError(f"id sets differ: {len(missing)} missing from predictions (e.g. {missing[:3]}), {len(extra)} extra (e.g. {extra[:3]})")
+        raise SubmissionError(
+            f"id sets differ: {len(missing)} missing from predictions (e.g. {missing[:3]}), {len(extra)} extra (e.g. {extra[:3]})"
+        )
     id_len = len(order_ids[0]) if order_ids else 0
     if any(len(i) != id_len or not i.isascii() for i in order_ids):
         raise SubmissionError("ids must be ASCII strings of one length (the writer lays out fixed-width rows)")
@@ -360,8 +364,12 @@ def _scan(csv: str | Path, byte_range: tuple[int, int], header: list[str], first
     types = {c: pa.string() if as_text or c == "oid_ypos" else pa.float64() for c in header}
     reader = pacsv.open_csv(
         _ByteRange(csv, *byte_range),
-        read_options=pacsv.ReadOptions(column_names=header, skip_rows=1 if first_range else 0, block_size=READ_BLOCK, use_threads=False),
-        convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=False),
+        read_options=pacsv.ReadOptions(
+            column_names=header, skip_rows=1 if first_range else 0, block_size=READ_BLOCK, use_threads=False
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types=types, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=False
+        ),
     )
     oid_k = header.index("oid_ypos") if "oid_ypos" in header else None
     value_idx = [k for k, c in enumerate(header) if c != "oid_ypos"]
@@ -418,14 +426,29 @@ def _id_problems(oid: pa.ChunkedArray, expected: pa.Array, max_examples: int) ->
     dup[np.unique(codes, return_index=True)[1]] = False
     if dup.any():
         rows = np.flatnonzero(dup)[:max_examples]
-        problems.append(Problem("duplicates", f"{int(dup.sum())} repeated oid_ypos, first at lines {[int(r) + 2 for r in rows]}: {oid.take(rows).to_pylist()}"))
+        problems.append(
+            Problem(
+                "duplicates",
+                f"{int(dup.sum())} repeated oid_ypos, first at lines {[int(r) + 2 for r in rows]}: {oid.take(rows).to_pylist()}",
+            )
+        )
     absent = expected.filter(pc.invert(pc.is_in(expected, value_set=oid)))
     if len(absent):
-        problems.append(Problem("missing rows", f"{len(pc.unique(absent))} oid_ypos of the sample submission absent, e.g. {absent[:max_examples].to_pylist()}"))
+        problems.append(
+            Problem(
+                "missing rows",
+                f"{len(pc.unique(absent))} oid_ypos of the sample submission absent, e.g. {absent[:max_examples].to_pylist()}",
+            )
+        )
     unknown = ~pc.is_in(oid, value_set=expected).to_numpy(zero_copy_only=False)
     if unknown.any():
         rows = np.flatnonzero(unknown)[:max_examples]
-        problems.append(Problem("unknown rows", f"{int(unknown.sum())} oid_ypos not in the sample submission, first at lines {[int(r) + 2 for r in rows]}: {oid.take(rows).to_pylist()}"))
+        problems.append(
+            Problem(
+                "unknown rows",
+                f"{int(unknown.sum())} oid_ypos not in the sample submission, first at lines {[int(r) + 2 for r in rows]}: {oid.take(rows).to_pylist()}",
+            )
+        )
     return problems
 
 
@@ -454,7 +477,9 @@ def _shown(cell: float | str | None) -> str:
 VALUE_PROBLEMS = ("non-numeric, NaN or inf values", "values outside 1500-4500")
 
 
-def validate_submission(csv: str | Path, sample_submission: str | Path | SampleSubmission, max_examples: int = 3) -> list[Problem]:
+def validate_submission(
+    csv: str | Path, sample_submission: str | Path | SampleSubmission, max_examples: int = 3
+) -> list[Problem]:
     """Every defect found, each with its first offending rows (CSV line numbers). Empty = valid.
 
     `sample_submission` may be a path or an already parsed `SampleSubmission`. The file is read in
@@ -492,7 +517,9 @@ def validate_submission(csv: str | Path, sample_submission: str | Path | SampleS
         start, (r, k, shown) = next((offsets[i], scan.first[j]) for i, scan in enumerate(scans) if scan.first[j])
         r = int(start + r)
         rows = sum(scan.bad_rows[j] for scan in scans)
-        problems.append(Problem(kind, f"{cells} cells in {rows} rows; first at line {r + 2} ({oid[r].as_py()}), column {cols[k]} = {shown}"))
+        problems.append(
+            Problem(kind, f"{cells} cells in {rows} rows; first at line {r + 2} ({oid[r].as_py()}), column {cols[k]} = {shown}")
+        )
     return problems
 
 
@@ -555,8 +582,12 @@ def score_table(csv: str | Path, labels: str | Path, label_ids: str | Path) -> s
 
     frame = pd.read_csv(label_ids, dtype=str)
     if "id" not in frame:
-        raise SubmissionError(f"{label_ids}: expected a CSV with an 'id' column (and optionally 'family'), found {list(frame.columns)}")
-    metrics = score_submission(csv, np.load(labels), frame["id"].tolist(), frame["family"].tolist() if "family" in frame else None)
+        raise SubmissionError(
+            f"{label_ids}: expected a CSV with an 'id' column (and optionally 'family'), found {list(frame.columns)}"
+        )
+    metrics = score_submission(
+        csv, np.load(labels), frame["id"].tolist(), frame["family"].tolist() if "family" in frame else None
+    )
     rows = [(key.split("/", 1)[1], value) for key, value in metrics.items() if key.startswith("mae/")]
     rows.append(("all", metrics["mae"]))
     return markdown_table(["family", "MAE (m/s), Kaggle metric"], rows, digits=2)
