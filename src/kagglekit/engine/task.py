@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
-import pandas as pd
-import torch
 from pydantic import BaseModel
-from torch.utils.data import Dataset
 
 from kagglekit.registry import Registry
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the registry and the CLI load without torch
+    import pandas as pd
+    import torch
+    from torch.utils.data import Dataset
+
     from kagglekit.config import Config
 
 ENTRY_POINT_GROUP = "kagglekit.tasks"

@@ -31,8 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from kagglekit.errors import UserError
 from kagglekit.fwi.constants import GRID, VMAX, VMIN
-from kagglekit.io import atomic_path
+from kagglekit.io import atomic_path, read_ids
 
 ODD_COLUMNS = np.arange(1, GRID, 2)  # x_1 .. x_69
 COLUMNS = ["oid_ypos", *(f"x_{x}" for x in ODD_COLUMNS)]
@@ -45,7 +46,7 @@ READ_BLOCK = 4 << 20  # bytes per pyarrow CSV batch when validating
 MIN_RANGE = 16 << 20  # smallest byte range worth its own reader thread
 
 
-class SubmissionError(ValueError):
+class SubmissionError(UserError):
     pass
 
 
@@ -63,14 +64,6 @@ def _build_value_table() -> np.ndarray:
 
 
 VALUE_TABLE = _build_value_table()
-
-
-def _read_ids(path: str | Path) -> list[str]:
-    """One id per line (ids.txt of predict/ensemble). TODO: use kagglekit.io.read_ids once it lands."""
-    ids = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
-    if len(set(ids)) != len(ids):
-        raise SubmissionError(f"{path}: duplicate ids")
-    return ids
 
 
 def _csv_header(path: str | Path) -> list[str]:
@@ -534,7 +527,7 @@ def submit(
     t0 = time.perf_counter()
     sample = read_sample_submission(sample_submission)
     predictions = np.load(pred_path, mmap_mode="r")
-    ids = _read_ids(ids_path)
+    ids = read_ids(ids_path)
     t1 = time.perf_counter()
     path = write_submission(predictions, ids, sample, out)
     del predictions  # unmap: its pages would otherwise count in the validation's peak memory

@@ -1,1 +1,8 @@
-"""Image classification on the same engine: Fashion-MNIST, HiRISE Mars landmarks, CIFAR-10."""
+"""Image classification on the shared engine.
+
+`MODELS` is the vision model registry; `kagglekit.vision.models` fills it on the first lookup.
+"""
+
+from kagglekit.registry import Registry
+
+MODELS = Registry("vision model", modules=["kagglekit.vision.models"])

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from kagglekit.registry import Registry
-
-MODELS = Registry("vision model")
+from kagglekit.vision import MODELS
 
 
 def conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:

@@ -8,8 +8,8 @@ from pydantic import Field
 
 from kagglekit.config import AugmentStep, Strict
 from kagglekit.engine.task import TaskSpec
+from kagglekit.vision import MODELS
 from kagglekit.vision.commands import add_commands
-from kagglekit.vision.models import MODELS
 
 
 class VisionDataConfig(Strict):
