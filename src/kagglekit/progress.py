@@ -64,9 +64,12 @@ def progress_bar(
     log_every: float = 0.1,
     file=None,
 ) -> tqdm:
-    """tqdm on a terminal, LogBar (one line per `log_every` of the total) elsewhere."""
+    """tqdm on a terminal, LogBar (one line per `log_every` of the total) elsewhere; transient bars
+    (`leave=False`, e.g. validation) show on a terminal only."""
     stream = file if file is not None else sys.stderr
     interactive = hasattr(stream, "isatty") and stream.isatty()
     if interactive:
         return tqdm(iterable, desc=desc, total=total, disable=disable, unit=unit, leave=leave, mininterval=0.5, file=stream)
-    return LogBar(iterable, desc=desc, total=total, disable=disable, unit=unit, leave=leave, log_every=log_every, file=stream)
+    return LogBar(
+        iterable, desc=desc, total=total, disable=disable or not leave, unit=unit, leave=leave, log_every=log_every, file=stream
+    )

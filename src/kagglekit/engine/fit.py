@@ -328,7 +328,7 @@ def _save_epoch(run: _Run, train_loss: float, epochs_done: float, metrics: dict,
         "lr": run.schedule.get_last_lr()[0],
         "elapsed_s": round(run.elapsed(), 1),
         "best": improved,
-        "budget_spent": run.cfg.train.max_minutes is not None and run.schedule.done,
+        "budget_spent": run.schedule.done and run.global_step < run.schedule.total_steps,  # the time budget ended the run
         **{f"valid/{k}": v for k, v in metrics.items()},
     }
     with open(run.run_dir / "metrics.jsonl", "a") as f:
