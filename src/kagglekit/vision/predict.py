@@ -13,7 +13,7 @@ from sklearn.metrics import confusion_matrix
 from torch.utils.data import DataLoader
 
 from kagglekit.engine.runs import LoadedRun, load_run
-from kagglekit.engine.tta import predict_batch
+from kagglekit.engine.tta import predict_batch, supports_flip
 from kagglekit.errors import UserError
 from kagglekit.io import atomic_path, atomic_save_npy, atomic_write_text, write_ids
 from kagglekit.vision.metrics import classification_metrics
@@ -122,8 +122,9 @@ def predict_to_folder(
 ) -> str:
     """`vision predict`: probabilities, metrics + confusion PNG when labels are known, CSV; returns the report."""
     probs, ids, labels, classes = predict_runs(run_dirs, out_dir, tta)
+    flip = tta and supports_flip(load_vision_run(run_dirs[0]).task)
     lines = [
-        f"probabilities of {len(ids)} test images ({len(run_dirs)} runs averaged, flip TTA {'on' if tta else 'off'}): "
+        f"probabilities of {len(ids)} test images ({len(run_dirs)} runs averaged, flip TTA {'on' if flip else 'off'}): "
         f"{Path(out_dir) / 'probs.npy'}"
     ]
     if (labels >= 0).all():

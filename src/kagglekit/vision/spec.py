@@ -22,6 +22,7 @@ class VisionDataConfig(Strict):
     val_split_as_fold: bool = Field(False, description="HiRISE: use the official val split as the validation fold")
     image_size: int | None = Field(None, ge=8, description="resize to a square of this size")
     augment: list[AugmentStep] = Field(default_factory=list)
+    flip_invariant: bool = Field(True, description="a mirrored image keeps its class: flip TTA at prediction")
     mean: float = 0.5
     std: float = 0.25
     max_train_samples: int | None = Field(None, ge=1)

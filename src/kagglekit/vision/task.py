@@ -103,6 +103,10 @@ class VisionTask:
     def forward(self, model, batch):
         return model(batch["image"])  # (B, C, H, W) -> (B, classes) logits
 
+    @property
+    def flip_tta_valid(self) -> bool:
+        return self.cfg.data.flip_invariant
+
     def flip_input(self, batch):
         return {**batch, "image": batch["image"].flip(-1)}
 
