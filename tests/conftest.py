@@ -1,3 +1,6 @@
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -23,3 +26,22 @@ def synthetic_competition(tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+FWI_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "fwi"
+
+
+def train_command(config: str, *overrides: str, fold: int = 0, nproc: int | None = None) -> list[str]:
+    """`kagglekit train configs/fwi/<config>.yaml --fold F OVERRIDES` in a subprocess, under torchrun with `nproc`."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc else []
+    return [
+        sys.executable,
+        *launcher,
+        "-m",
+        "kagglekit.cli",
+        "train",
+        str(FWI_CONFIGS / f"{config}.yaml"),
+        "--fold",
+        str(fold),
+        *overrides,
+    ]

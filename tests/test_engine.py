@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from kagglekit.engine.fit import fit, make_loader, predict_loader
 from kagglekit.engine.task import build_task
 from kagglekit.fwi.data.convert import convert, recompute_folds
 from kagglekit.fwi.metrics import sample_mae
+from tests.conftest import train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 # tiny_unet, 10 epochs on 64 training samples reaches 582 m/s against 767 for the training mean
@@ -130,19 +130,9 @@ def test_time_budget_anneals_the_schedule(converted, tmp_path):
 
 def test_progress_in_a_log_file_has_no_carriage_returns(converted, tmp_path):
     log = tmp_path / "train.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "kagglekit.cli",
-        "train",
-        str(CONFIGS / "tiny_inversionnet.yaml"),
-        "--fold",
-        "0",
-        f"data.root={converted}",
-        f"out_dir={tmp_path / 'runs'}",
-        "train.epochs=2",
-        "train.batch_size=4",
-    ]
+    cmd = train_command(
+        "tiny_inversionnet", f"data.root={converted}", f"out_dir={tmp_path / 'runs'}", "train.epochs=2", "train.batch_size=4"
+    )
     with open(log, "w") as f:
         subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=True, timeout=300)
     text = log.read_text()
@@ -176,22 +166,7 @@ def test_fold_minus_one_trains_on_all_folds_and_scores_holdout(synthetic_competi
 @pytest.mark.slow
 def test_ddp_two_processes_gloo(converted, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "kagglekit.cli",
-        "train",
-        str(CONFIGS / "tiny_inversionnet.yaml"),
-        "--fold",
-        "0",
-        f"data.root={converted}",
-        f"out_dir={tmp_path / 'runs'}",
-        "train.epochs=2",
-    ]
+    cmd = train_command("tiny_inversionnet", f"data.root={converted}", f"out_dir={tmp_path / 'runs'}", "train.epochs=2", nproc=2)
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "runs").glob("*/*"))

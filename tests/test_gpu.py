@@ -6,7 +6,6 @@ Marked `gpu`: skipped cleanly on machines without CUDA (`pytest -m gpu` runs onl
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from kagglekit.engine.amp import amp_dtype, native_bf16
 from kagglekit.engine.checkpoint import load_checkpoint
 from kagglekit.engine.fit import fit
 from kagglekit.fwi.data.convert import convert
+from tests.conftest import train_command
 
 pytestmark = pytest.mark.gpu
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "fwi"
@@ -62,22 +62,7 @@ def test_channels_last_and_compile_train(converted, tmp_path):
 def test_torchrun_nccl_two_processes(converted, tmp_path):
     if torch.cuda.device_count() < 2:
         pytest.skip("needs 2 GPUs")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "kagglekit.cli",
-        "train",
-        str(CONFIGS / "tiny_inversionnet.yaml"),
-        "--fold",
-        "0",
-        f"data.root={converted}",
-        f"out_dir={tmp_path}",
-        "train.epochs=2",
-    ]
+    cmd = train_command("tiny_inversionnet", f"data.root={converted}", f"out_dir={tmp_path}", "train.epochs=2", nproc=2)
     result = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world 2" in result.stdout and "cuda" in result.stdout

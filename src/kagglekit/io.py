@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,8 +83,7 @@ def read_ids(path: str | os.PathLike) -> list[str]:
         raise UserError(f"{path}: no ids (expected one id per line)")
     if "," in ids[0]:
         raise UserError(f"{path}: expected one id per line, found a CSV row {ids[0]!r}")
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))
-        raise UserError(f"{path}: duplicate id {dup!r}")
+    repeated = [i for i, n in Counter(ids).items() if n > 1]
+    if repeated:
+        raise UserError(f"{path}: duplicate ids, e.g. {repeated[:3]}")
     return ids

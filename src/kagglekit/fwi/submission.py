@@ -552,10 +552,11 @@ def score_submission(csv: str | Path, labels: np.ndarray, ids: list[str], famili
 
     frame = pd.read_csv(csv, dtype={"oid_ypos": str})
     values = frame[[f"x_{x}" for x in ODD_COLUMNS]].to_numpy(np.float64)
-    sample_id = frame["oid_ypos"].str.rsplit("_y_", n=1)
-    pos = {i: k for k, i in enumerate(ids)}
-    rows = np.array([pos[s[0]] for s in sample_id])
-    ys = np.array([int(s[1]) for s in sample_id])
+    parts = frame["oid_ypos"].str.rsplit("_y_", n=1, expand=True)  # (rows, 2): id, y
+    rows = pd.Index(ids).get_indexer(parts[0])
+    if (rows < 0).any():
+        raise SubmissionError(f"{csv}: id {parts[0][np.argmax(rows < 0)]!r} has no label (line {int(np.argmax(rows < 0)) + 2})")
+    ys = parts[1].astype(int).to_numpy()
     truth = labels[rows, ys][:, ODD_COLUMNS]
     err = np.abs(values - truth).mean(axis=1)
     metrics = {"mae": float(err.mean())}

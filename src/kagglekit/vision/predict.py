@@ -3,6 +3,7 @@ averaging) across runs; metrics with a confusion-matrix PNG; `id,label` CSVs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,34 +41,37 @@ def predict_probs(run: LoadedRun, dataset, tta: bool = True, batch_size: int = 2
     return torch.cat(out).numpy()
 
 
-def predict_runs(
-    run_dirs: list[str | Path], out_dir: str | Path, tta: bool = True
-) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+@dataclass
+class TestPredictions:
+    probs: np.ndarray  # (N, classes), averaged over runs
+    ids: list[str]
+    labels: np.ndarray  # (N,), -1 where the test split has no labels
+    classes: list[str]
+    flip_tta: bool  # whether the flipped pass was averaged in
+
+
+def predict_runs(run_dirs: list[str | Path], out_dir: str | Path, tta: bool = True) -> TestPredictions:
     """Mean of the runs' test-split probabilities; writes probs.npy, ids.txt, classes.txt (+ labels.npy)."""
-    probs, ids, labels, classes = None, None, None, None
+    result = None
     for run_dir in run_dirs:
         run = load_vision_run(run_dir)
         test = run.task.test_dataset()
-        p = predict_probs(run, test, tta)
+        p = predict_probs(run, test, tta) / len(run_dirs)
         run_ids = [run.task.source.ids[i] for i in test.indices]
-        if probs is None:
-            probs, ids, labels, classes = (
-                p / len(run_dirs),
-                run_ids,
-                run.task.source.labels[test.indices],
-                run.task.source.classes,
-            )
+        if result is None:
+            labels = run.task.source.labels[test.indices]
+            result = TestPredictions(p, run_ids, labels, run.task.source.classes, tta and supports_flip(run.task))
+        elif run_ids != result.ids:
+            raise UserError(f"{run_dir}: its test split differs from the first run's")
         else:
-            if run_ids != ids:
-                raise UserError(f"{run_dir}: its test split differs from the first run's")
-            probs += p / len(run_dirs)
+            result.probs += p
     out_dir = Path(out_dir)
-    atomic_save_npy(out_dir / "probs.npy", probs.astype(np.float32))
-    write_ids(out_dir / "ids.txt", ids)
-    if (labels >= 0).all():
-        atomic_save_npy(out_dir / "labels.npy", labels)
-    atomic_write_text(out_dir / "classes.txt", "\n".join(classes) + "\n")
-    return probs, ids, labels, classes
+    atomic_save_npy(out_dir / "probs.npy", result.probs.astype(np.float32))
+    write_ids(out_dir / "ids.txt", result.ids)
+    if (result.labels >= 0).all():
+        atomic_save_npy(out_dir / "labels.npy", result.labels)
+    atomic_write_text(out_dir / "classes.txt", "\n".join(result.classes) + "\n")
+    return result
 
 
 def plot_confusion(probs: np.ndarray, labels: np.ndarray, classes: list[str], path: str | Path) -> None:
@@ -121,16 +125,16 @@ def predict_to_folder(
     class_names: bool = False,
 ) -> str:
     """`vision predict`: probabilities, metrics + confusion PNG when labels are known, CSV; returns the report."""
-    probs, ids, labels, classes = predict_runs(run_dirs, out_dir, tta)
-    flip = tta and supports_flip(load_vision_run(run_dirs[0]).task)
+    pred = predict_runs(run_dirs, out_dir, tta)
     lines = [
-        f"probabilities of {len(ids)} test images ({len(run_dirs)} runs averaged, flip TTA {'on' if flip else 'off'}): "
+        f"probabilities of {len(pred.ids)} test images ({len(run_dirs)} runs averaged, flip TTA {'on' if pred.flip_tta else 'off'}): "
         f"{Path(out_dir) / 'probs.npy'}"
     ]
-    if (labels >= 0).all():
-        lines += [f"{k}: {v:.4f}" for k, v in classification_metrics(probs, labels).items()]
-        plot_confusion(probs, labels, classes, Path(out_dir) / "confusion.png")
+    if (pred.labels >= 0).all():
+        lines += [f"{k}: {v:.4f}" for k, v in classification_metrics(pred.probs, pred.labels).items()]
+        plot_confusion(pred.probs, pred.labels, pred.classes, Path(out_dir) / "confusion.png")
         lines.append(f"wrote {Path(out_dir) / 'confusion.png'}")
     if csv:
-        lines.append(f"wrote {write_classification_csv(probs, ids, csv, classes if class_names else None, sample_submission)}")
+        classes = pred.classes if class_names else None
+        lines.append(f"wrote {write_classification_csv(pred.probs, pred.ids, csv, classes, sample_submission)}")
     return "\n".join(lines)

@@ -87,8 +87,7 @@ def convert(
     n_shards = max(1, -(-n_total // per_shard))
     sharded = shard_size is not None
     with atomic_dir(out) as partial:
-        _write(partial, src, pairs, per_shard, n_shards, sharded, n_total, chunk, progress)
-        index = pd.read_csv(partial / "index.csv")
+        index = _write(partial, src, pairs, per_shard, n_shards, sharded, n_total, chunk, progress)
         index["fold"] = assign_folds(index["family"].to_numpy(), n_folds=n_folds, seed=seed, holdout=holdout)
         index.to_csv(partial / "index.csv", index=False)
         record = {**manifest, "n": n_total, "n_shards": n_shards, "folds": fold_options}
@@ -97,8 +96,8 @@ def convert(
 
 
 def _write(partial: Path, src: Path, pairs, per_shard: int, n_shards: int, sharded: bool, n_total: int, chunk: int,
-           progress: bool) -> None:
-    """Stream every pair into the memmaps of `partial`; index.csv without folds."""
+           progress: bool) -> pd.DataFrame:
+    """Stream every pair into the memmaps of `partial`; returns the index (without folds)."""
     velocity = np.lib.format.open_memmap(partial / "velocity.npy", mode="w+", dtype=np.float32, shape=(n_total, *VELOCITY_SHAPE))
     shards = []
     for s in range(n_shards):
@@ -137,7 +136,7 @@ def _write(partial: Path, src: Path, pairs, per_shard: int, n_shards: int, shard
     index = pd.DataFrame(rows, columns=["sample_id", "family", "source_file", "index_in_file"])
     index["shard"] = index["sample_id"] // per_shard
     index["row"] = index["sample_id"] % per_shard
-    index.to_csv(partial / "index.csv", index=False)
+    return index
 
 
 def recompute_folds(out: str | Path, n_folds: int = 5, seed: int = 0, holdout: float = 0.0) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -53,7 +54,7 @@ class ConvertedFolder:
             self._velocity = open_array(self.root / "velocity.npy")
         return self._velocity[sample_id]
 
-    @property
+    @functools.cached_property
     def families(self) -> list[str]:
         """Family names, sorted; a sample's family code is its position here."""
         return sorted(self.index["family"].astype(str).unique().tolist())
