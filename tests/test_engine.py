@@ -189,3 +189,28 @@ def test_cpu_bf16_autocast_is_opt_in_and_trains(converted, tmp_path):
     assert all(np.isfinite(r["train_loss"]) and np.isfinite(r["valid/mae"]) for r in records)
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     assert np.load(run / "oof.npy").dtype == np.float16
+
+
+def test_physics_term_and_unlabeled_batches_train_and_are_logged(converted, synthetic_competition, tmp_path):
+    """The seismic misfit of predictions (labeled sub-batches and unlabeled test batches, plus the
+    cycle term) enters the loss: same seed, other weights; each term has its metrics.jsonl column."""
+    common = ["train.epochs=1", "data.max_train_samples=4", "train.batch_size=2", "train.ema_decay=null"]
+    plain = fit(cfg_for("tiny_unet", converted, tmp_path / "plain", *common), fold=0, progress=False)
+    physics = [
+        "train.physics_weight=100",
+        "train.physics_warmup=0",
+        "train.physics_samples=1",
+        "train.unlabeled_every=1",
+        "train.cycle_weight=0.1",
+        f"data.unlabeled={synthetic_competition / 'test'}",
+    ]
+    run = fit(cfg_for("tiny_unet", converted, tmp_path / "physics", *common, *physics), fold=0, progress=False)
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    for key in ("train_physics", "train_unlabeled_physics", "train_unlabeled_cycle"):
+        assert np.isfinite(record[key]) and record[key] > 0, key
+    assert "train_physics" not in json.loads((plain / "metrics.jsonl").read_text())
+    a = load_checkpoint(plain / "last.pt")["model"]
+    b = load_checkpoint(run / "last.pt")["model"]
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="physics_weight > 0"):
+        fit(cfg_for("tiny_unet", converted, tmp_path / "bad", *common, physics[-1]), fold=0, progress=False)

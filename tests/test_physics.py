@@ -7,7 +7,7 @@ import torch
 from kagglekit.fwi.constants import FAMILIES, SOURCE_COLUMNS
 from kagglekit.fwi.data import flip_velocity
 from kagglekit.fwi.physics import generate_family, ricker_openfwi, simulate
-from kagglekit.fwi.physics.fd_reference import reference_simulate
+from kagglekit.fwi.physics.openfwi import simulate_openfwi
 
 
 def test_ricker_matches_openfwi_definition():
@@ -33,14 +33,14 @@ def layered_to_4500():
         ("smooth", generate_family("Style_A", 1, 5)[0]),
     ],
 )
-def test_simulate_matches_reference_scheme(name, velocity):
+def test_deepwave_matches_the_openfwi_scheme(name, velocity):
     """Relative L2 <= 0.5% over the whole record.
 
-    The reference border is widened (same ramp, `extra` cells) so that nothing that entered it
+    The OpenFWI border is widened (same ramp, `extra` cells) so that nothing that entered it
     comes back within 1 s: the OpenFWI code's finite, wrapped border leaks late returns that a
-    PML cannot reproduce (see README, "Simulator").
+    PML cannot reproduce (test below).
     """
-    ref = reference_simulate(velocity, extra=120, periodic=False)  # (5, 1000, 70)
+    ref = simulate_openfwi(torch.from_numpy(velocity[None]), extra=120, periodic=False)[0].double().numpy()
     out = simulate(torch.from_numpy(velocity[None]))[0].double().numpy()
     rel = np.linalg.norm(out - ref) / np.linalg.norm(ref)
     assert rel <= 0.005, f"{name}: relative L2 {rel:.4f}"
@@ -116,3 +116,34 @@ def test_family_traits():
     assert len(np.unique(style[0])) > 1000  # a continuous texture, not layers
     with pytest.raises(KeyError, match="valid"):
         generate_family("Salt_A", 1, 0)
+
+
+@pytest.mark.slow
+def test_openfwi_backend_has_the_late_border_leak_that_deepwave_lacks():
+    """A slow top over a fast half-space: waves run through the fast, weakly damped side borders
+    (damping scales with the model's minimum velocity), wrap around and return after ~600 ms."""
+    v = torch.full((1, 70, 70), 1500.0)
+    v[:, 15:] = 4500.0
+    leaky = simulate(v, backend="openfwi")[0].double()  # the OpenFWI scheme as released
+    clean = simulate_openfwi(v, extra=120, periodic=False)[0].double()  # same interior, no leak
+    deep = simulate(v)[0].double()
+
+    def rel(a, b, t0, t1):
+        return float((a[:, t0:t1] - b[:, t0:t1]).norm() / b[:, t0:t1].norm())
+
+    assert rel(leaky, clean, 0, 600) < 1e-4  # identical until the leak arrives
+    leak = rel(leaky, clean, 600, 1000)
+    assert leak > 0.2  # then a visible share of the late record
+    assert rel(deep, leaky, 600, 1000) > leak  # deepwave's PML does not reproduce it
+    assert rel(deep, clean, 0, 600) < 0.005
+
+
+def test_openfwi_backend_float32_matches_float64_and_batches():
+    v = torch.as_tensor(generate_family("FlatFault_A", 2, 0))
+    single = simulate(v, nt=300, backend="openfwi", dtype=torch.float64)
+    assert single.shape == (2, 5, 300, 70) and single.dtype == torch.float64
+    f32 = simulate(v, nt=300, backend="openfwi")
+    assert float((f32.double() - single).norm() / single.norm()) < 1e-4
+    torch.testing.assert_close(simulate(v[1:], nt=300, backend="openfwi", dtype=torch.float64)[0], single[1])
+    with pytest.raises(ValueError, match="unknown backend"):
+        simulate(v, backend="fdtd")

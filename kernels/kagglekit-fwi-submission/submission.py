@@ -1,35 +1,45 @@
-"""Kaggle kernel: predict the competition test set with kagglekit run folders, write submission.csv.
+"""Kaggle kernel kagglekit/kagglekit-fwi-submission: the waveform-inversion test set -> /kaggle/working/submission.csv.
 
-Inputs (no internet): the competition data and the dataset `kagglekit/kagglekit`, holding this
-repository's `src/` and the `runs/<config>/fold<k>/` folders to use (config.yaml + best.pt).
-Every config's folds are averaged (flip TTA on), configs are averaged with equal weight unless
-`ensemble.json` (from `kagglekit fwi ensemble`) sits at the dataset root.
+Rendered by `kagglekit kaggle render-kernel fwi-submission` from src/kagglekit/kaggle/kernels.py: render
+again with other options rather than editing this file. The internet is off: the code dataset's
+wheels (`kagglekit kaggle stage-code`) are installed from its mounted folder, then one call of
+`kagglekit.kaggle.runtime` does the work. Inputs are found under both mount layouts of
+/kaggle/input (root overridable with KAGGLEKIT_KAGGLE_ROOT).
 """
 
+import importlib
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
-KIT = Path("/kaggle/input/kagglekit")
-COMPETITION = Path("/kaggle/input/waveform-inversion")
-WORK = Path("/kaggle/working")
-sys.path.insert(0, str(KIT / "src"))
+CODE = "kagglekit/kagglekit-code"  # `kagglekit kaggle stage-code` output
+WEIGHTS = "kagglekit/kagglekit-fwi-weights"  # `kagglekit kaggle stage-weights` output: a dataset, or a model owner/model/framework/variation/N
+COMPETITION = "waveform-inversion"
+# refine_minutes > 0: refine the blend by physics within that budget (where this kagglekit can)
+OPTIONS = {"batch_size": 64, "refine_minutes": 0.0}
 
-from kagglekit.engine.task import register_task  # noqa: E402
-from kagglekit.fwi.ensemble import blend_config_predictions  # noqa: E402
-from kagglekit.fwi.predict import predict_runs  # noqa: E402
-from kagglekit.fwi.spec import TASK  # noqa: E402
-from kagglekit.fwi.submission import validate_submission, write_submission  # noqa: E402
+ROOT = Path(os.environ.get("KAGGLEKIT_KAGGLE_ROOT", "/kaggle"))
 
-register_task(TASK)  # from a source tree there is no installed entry point to find the task by
-runs = sorted(p.parent for p in (KIT / "runs").glob("*/*/best.pt"))
-if not runs:
-    raise SystemExit(f"no run folders with best.pt under {KIT / 'runs'}")
-predict_runs(runs, COMPETITION / "test", WORK / "pred", tta_flip=True, batch_size=64, num_workers=4)
-configs = sorted({run.parent.name for run in runs})
-blend_file = KIT / "ensemble.json"  # the blend `kagglekit fwi ensemble` fitted on OOF; else equal weights
-blend, ids = blend_config_predictions(WORK / "pred", configs, blend_file if blend_file.is_file() else None)
-out = write_submission(blend, ids, COMPETITION / "sample_submission.csv", WORK / "submission.csv")
-problems = validate_submission(out, COMPETITION / "sample_submission.csv")
-if problems:
-    raise SystemExit("invalid submission:\n" + "\n".join(map(str, problems)))
-print(f"wrote {out} from {len(runs)} runs of {configs}")
+
+def install_code(handle: str) -> None:
+    """pip-install the pinned wheels of the code dataset `handle` from its mounted folder, offline."""
+    owner, slug = handle.split("/")[:2]
+    inputs = ROOT / "input"
+    for folder in (inputs / "datasets" / owner / slug, inputs / slug):  # newer and older mount layout
+        if (folder / "manifest.json").is_file():
+            break
+    else:
+        found = sorted(str(p.relative_to(inputs)) for p in inputs.glob("*/*"))
+        sys.exit(f"code dataset {handle} is not attached: no manifest.json in datasets/{owner}/{slug} or {slug} of {found}")
+    pins = [f"{w['name']}=={w['version']}" for w in json.loads((folder / "manifest.json").read_text())["wheels"]]
+    pip = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--find-links", str(folder), *pins], check=True)
+    importlib.invalidate_caches()
+
+
+install_code(CODE)
+from kagglekit.kaggle.runtime import fwi_submission  # noqa: E402 (installed just above)
+
+fwi_submission(weights=WEIGHTS, competition=COMPETITION, root=ROOT, **OPTIONS)

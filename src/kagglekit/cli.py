@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--task", choices=TASKS.names(), default=None, help="only this task's models")
     models.set_defaults(func=_models)
 
+    from kagglekit.kaggle.commands import add_commands as add_kaggle_commands
+
+    kaggle = command(commands, "kaggle", "stage code and weights, render kernels, validate, push, submit (kagglekit[kaggle])")
+    add_kaggle_commands(kaggle.add_subparsers(dest="kaggle_command", title="commands", metavar="COMMAND", required=True))
+
     for name in TASKS.names():
         spec = TASKS.get(name)
         if spec.add_commands is not None:

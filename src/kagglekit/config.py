@@ -67,6 +67,17 @@ class TrainConfig(Strict):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     optimizer: Literal["adamw", "sgd"] = "adamw"
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    physics_weight: float = Field(
+        0.0, ge=0.0, description="weight of the task's physics term (fwi: relative seismic misfit of the prediction); 0 = off"
+    )
+    physics_warmup: float = Field(
+        0.1, ge=0.0, le=1.0, description="share of training over which the physics weight ramps up from 0"
+    )
+    physics_samples: int = Field(
+        2, ge=1, description="samples of each batch (and per unlabeled batch) the physics term simulates"
+    )
+    cycle_weight: float = Field(0.0, ge=0.0, description="weight of the cycle-consistency term on unlabeled batches")
+    unlabeled_every: int = Field(4, ge=1, description="one unlabeled batch (physics terms only) every N training batches")
 
 
 class Config(Strict):

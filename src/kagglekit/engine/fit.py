@@ -59,9 +59,9 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def make_loader(dataset, cfg: Config, ctx, epoch: int, train: bool) -> DataLoader:
+def make_loader(dataset, cfg: Config, ctx, epoch: int, train: bool, batch_size: int | None = None) -> DataLoader:
     """This rank's share of `dataset`; a training order that depends only on (seed, epoch)."""
-    bs = cfg.train.batch_size if train else (cfg.train.eval_batch_size or cfg.train.batch_size)
+    bs = batch_size or (cfg.train.batch_size if train else (cfg.train.eval_batch_size or cfg.train.batch_size))
     if train:
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.train.seed * 1000 + epoch))
         per_rank = len(order) // ctx.world_size  # equal shards so that DDP steps stay in lockstep
@@ -121,6 +121,7 @@ class _Run:
     scaler: torch.amp.GradScaler
     dtype: torch.dtype | None
     fold_signature: str
+    unlabeled_set: object = None  # inputs without labels for the physics terms (task.unlabeled_dataset)
     epoch: int = 0  # the next epoch to train (0-based)
     global_step: int = 0
     best_score: float = -math.inf
@@ -154,9 +155,9 @@ def fit(cfg: Config, fold: int, resume: bool = False, progress: bool = True, sto
         run = _set_up(cfg, fold, resume, progress and ctx.is_main, ctx)
         first_epoch = run.epoch
         while run.epoch < cfg.train.epochs and not run.schedule.done:
-            train_loss, epochs_done = _train_epoch(run)
+            train_loss, epochs_done, extras = _train_epoch(run)
             metrics, outputs, keys = _validate(run)
-            _save_epoch(run, train_loss, epochs_done, metrics, outputs, keys)
+            _save_epoch(run, train_loss, epochs_done, extras, metrics, outputs, keys)
             run.epoch += 1
             if stop_after is not None and run.epoch >= stop_after and run.epoch < cfg.train.epochs and not run.schedule.done:
                 run.log(f"paused after epoch {run.epoch} (--stop-after); continue with --resume")
@@ -176,6 +177,11 @@ def _set_up(cfg: Config, fold: int, resume: bool, progress: bool, ctx) -> _Run:
     seed_everything(cfg.train.seed)
     task = build_task(cfg)
     train_set, valid_set = task.datasets(fold)
+    if cfg.train.physics_weight > 0 and not hasattr(task, "physics"):
+        raise ValueError(f"train.physics_weight: the '{cfg.task}' task has no physics term")
+    unlabeled_set = task.unlabeled_dataset() if hasattr(task, "unlabeled_dataset") else None
+    if unlabeled_set is not None and cfg.train.physics_weight == 0:
+        raise ValueError("unlabeled data is trained on by the physics term alone: set train.physics_weight > 0")
     model = task.build_model().to(ctx.device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -215,6 +221,7 @@ def _set_up(cfg: Config, fold: int, resume: bool, progress: bool, ctx) -> _Run:
         grad_scaler(ctx.device, dtype),
         dtype,
         task.fold_signature(),
+        unlabeled_set,
     )
     if resume and last_path.exists():
         _restore(run, last_path)
@@ -258,11 +265,57 @@ def _progress(run: _Run) -> float:
     return max(steps, elapsed / (run.cfg.train.max_minutes * 60))
 
 
-def _train_epoch(run: _Run) -> tuple[float, float]:
-    """One pass over this epoch's batches (or until the schedule ends); (mean loss, epochs done)."""
+def _physics_weight(run: _Run) -> float:
+    """train.physics_weight, ramped linearly over the first physics_warmup of training progress."""
+    warmup = run.cfg.train.physics_warmup
+    ramp = 1.0 if warmup == 0 else min(1.0, run.schedule.progress / warmup)
+    return run.cfg.train.physics_weight * ramp
+
+
+def _sub_batch(batch: dict, n: int) -> dict:
+    return {k: v[:n] for k, v in batch.items()}
+
+
+def _unlabeled_batches(run: _Run):
+    """Endless batches of unlabeled inputs (physics_samples each), reshuffled every pass."""
+    n_pass = 0
+    while True:
+        seed = run.epoch * 1000 + n_pass  # deterministic per (epoch, pass): resume-safe on CPU
+        loader = make_loader(run.unlabeled_set, run.cfg, run.ctx, seed, train=True, batch_size=run.cfg.train.physics_samples)
+        yield from loader
+        n_pass += 1
+
+
+def _unlabeled_step(run: _Run, batch: dict, weight: float) -> dict[str, float]:
+    """Forward + backward of one unlabeled batch with the physics terms only (gradients accumulate
+    locally under DDP's no_sync; the next labeled backward reduces them)."""
+    cfg = run.cfg
+    sync = run.train_model.no_sync() if run.ctx.enabled else nullcontext()
+    with sync:
+        with autocast(run.ctx.device, run.dtype):
+            output = run.task.forward(run.train_model, batch)
+        terms = run.task.physics(run.train_model, output.float(), batch, cycle=cfg.train.cycle_weight > 0)
+        total = weight * terms["physics"] + cfg.train.cycle_weight * terms.get("cycle", 0.0)
+        run.scaler.scale(total / cfg.train.accum_steps).backward()
+    return {f"unlabeled_{k}": float(v.detach()) for k, v in terms.items()}
+
+
+def _train_epoch(run: _Run) -> tuple[float, float, dict[str, float]]:
+    """One pass over this epoch's batches (or until the schedule ends); (mean loss, epochs done,
+    mean of every extra term, e.g. physics)."""
     cfg, ctx = run.cfg, run.ctx
     run.train_model.train()
     loader = make_loader(run.train_set, cfg, ctx, run.epoch, train=True)
+    physics_on = cfg.train.physics_weight > 0
+    unlabeled = _unlabeled_batches(run) if physics_on and run.unlabeled_set is not None else None
+    extra_sums: dict[str, float] = {}
+    extra_counts: dict[str, int] = {}
+
+    def add_terms(values: dict[str, float]) -> None:
+        for k, v in values.items():
+            extra_sums[k] = extra_sums.get(k, 0.0) + v
+            extra_counts[k] = extra_counts.get(k, 0) + 1
+
     running, n_seen = 0.0, 0
     bar = progress_bar(loader, desc=f"epoch {run.epoch + 1}/{cfg.train.epochs}", disable=not run.progress)
     run.optimizer.zero_grad(set_to_none=True)
@@ -270,11 +323,20 @@ def _train_epoch(run: _Run) -> tuple[float, float]:
         batch = _to_device(batch, ctx.device)
         last_micro = (i + 1) % cfg.train.accum_steps == 0 or i + 1 == len(loader)
         sync = nullcontext() if (last_micro or not ctx.enabled) else run.train_model.no_sync()
+        weight = _physics_weight(run) if physics_on else 0.0
+        if unlabeled is not None and i % cfg.train.unlabeled_every == 0:
+            add_terms(_unlabeled_step(run, _to_device(next(unlabeled), ctx.device), weight))
         with sync:
             with autocast(ctx.device, run.dtype):
                 output = run.task.forward(run.train_model, batch)
                 terms = run.task.loss(output, batch)
-            run.scaler.scale(terms["loss"] / cfg.train.accum_steps).backward()
+            total = terms["loss"]
+            if physics_on:  # float32, outside autocast: the simulator runs at full precision
+                n = cfg.train.physics_samples
+                physics = run.task.physics(run.train_model, output[:n].float(), _sub_batch(batch, n), cycle=False)
+                total = total + weight * physics["physics"]
+                add_terms({k: float(v.detach()) for k, v in physics.items()})
+            run.scaler.scale(total / cfg.train.accum_steps).backward()
         loss_value = float(terms["loss"].detach())
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"{cfg.name} fold {run.fold}: loss became {loss_value} at epoch {run.epoch + 1}, batch {i}")
@@ -287,7 +349,8 @@ def _train_epoch(run: _Run) -> tuple[float, float]:
                 break  # the budget is spent: the schedule has annealed, stop mid-epoch
     bar.close()
     train_loss = distributed.mean_across(running / max(1, n_seen), ctx)
-    return train_loss, run.epoch + n_seen / max(1, len(loader))
+    extras = {k: distributed.mean_across(extra_sums[k] / extra_counts[k], ctx) for k in sorted(extra_sums)}
+    return train_loss, run.epoch + n_seen / max(1, len(loader)), extras
 
 
 def _optimizer_step(run: _Run) -> None:
@@ -313,7 +376,7 @@ def _validate(run: _Run):
     return run.task.evaluate(outputs, keys), outputs, keys
 
 
-def _save_epoch(run: _Run, train_loss: float, epochs_done: float, metrics: dict, outputs, keys) -> None:
+def _save_epoch(run: _Run, train_loss: float, epochs_done: float, extras: dict, metrics: dict, outputs, keys) -> None:
     """metrics.jsonl line; best.pt and the OOF files when the score improved; last.pt always."""
     score = run.sign * metrics[run.task.primary_metric] if metrics else float(run.epoch)
     improved = score > run.best_score
@@ -325,6 +388,7 @@ def _save_epoch(run: _Run, train_loss: float, epochs_done: float, metrics: dict,
         "epoch": run.epoch + 1,
         "epochs_done": round(epochs_done, 3),
         "train_loss": train_loss,
+        **{f"train_{k}": v for k, v in extras.items()},
         "lr": run.schedule.get_last_lr()[0],
         "elapsed_s": round(run.elapsed(), 1),
         "best": improved,
@@ -334,7 +398,8 @@ def _save_epoch(run: _Run, train_loss: float, epochs_done: float, metrics: dict,
     with open(run.run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     summary = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if "/" not in k)
-    run.log(f"epoch {run.epoch + 1}: train loss {train_loss:.4g}, {summary}{' (best)' if improved else ''}")
+    extra = "".join(f", train {k} {v:.4g}" for k, v in extras.items())
+    run.log(f"epoch {run.epoch + 1}: train loss {train_loss:.4g}{extra}, {summary}{' (best)' if improved else ''}")
     common = {"config": run.cfg.model_dump(mode="json"), "fold_signature": run.fold_signature}
     if improved:
         best = {"model": run.eval_model.state_dict(), "epoch": run.epoch, "epochs_done": epochs_done, "metrics": metrics}

@@ -57,6 +57,10 @@ class Task(Protocol):
     # optional:
     #   flip_input(batch) -> batch and flip_output(output) -> output: the flip TTA (engine/tta.py)
     #   after_fit(run_dir): runs on rank 0 once training ends (e.g. calibration)
+    #   physics(model, output, batch, cycle) -> {"physics": tensor[, "cycle": tensor]}: unweighted
+    #     terms that need no label (computed in float32 outside autocast on a sub-batch); the
+    #     engine weights them with train.physics_weight (ramped) and train.cycle_weight
+    #   unlabeled_dataset() -> Dataset | None: inputs without labels, trained on by physics() alone
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,9 @@ def _folds(args) -> None:
 def _simulate(args) -> None:
     from kagglekit.fwi.synthetic import make_competition
 
-    out = make_competition(args.out, per_file=args.per_file, n_test=args.n_test, seed=args.seed, batch=args.batch)
+    out = make_competition(
+        args.out, per_file=args.per_file, n_test=args.n_test, seed=args.seed, batch=args.batch, backend=args.backend
+    )
     print(f"synthetic competition ready: {out}")
 
 
@@ -44,6 +46,28 @@ def _predict(args) -> None:
     for name, path in written.items():
         print(f"{name}: {path}")
     print(f"ids: {Path(args.out) / 'ids.txt'}")
+    if args.misfit:
+        from kagglekit.fwi.refine import misfit_files
+
+        for path in misfit_files(written, Path(args.out) / "ids.txt", args.test_dir, device=args.device or "cpu"):
+            print(f"misfit: {path}")
+
+
+def _refine(args) -> None:
+    from kagglekit.fwi.refine import refine_file
+
+    out = refine_file(
+        args.pred,
+        args.ids,
+        args.test_dir,
+        args.out,
+        samples=args.samples,
+        budget_minutes=args.budget_minutes,
+        iters=args.iters,
+        device=args.device,
+        batch_size=args.batch_size,
+    )
+    print(f"refined predictions: {out / 'refined.npy'} (ids {out / 'ids.txt'}, per-sample fit {out / 'residuals.csv'})")
 
 
 def _cv(args) -> None:
@@ -110,6 +134,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     s.add_argument("--n-test", type=int, default=100, help="number of test samples")
     s.add_argument("--seed", type=int, default=0, help="seed of the velocity maps and test ids")
     s.add_argument("--batch", type=int, default=32, help="velocity models per simulator call")
+    s.add_argument(
+        "--backend", choices=["deepwave", "openfwi"], default="deepwave", help="simulator: deepwave, or the exact OpenFWI scheme"
+    )
     s.set_defaults(func=_simulate)
 
     p = command(commands, "predict", "predict a test folder from run folders (best EMA weights, flip TTA)")
@@ -120,7 +147,31 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="test samples per forward pass")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers reading test files")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument(
+        "--misfit",
+        action="store_true",
+        help="also write <config>.misfit.csv: each config mean's relative seismic misfit per sample (a confidence)",
+    )
     p.set_defaults(func=_predict)
+
+    r = command(
+        commands,
+        "refine",
+        "fit predicted maps to their own test seismic (worst-fitting first; resumable)",
+        "Refine PRED against the test seismic; writes OUT/refined.npy, ids.txt, residuals.csv. A map is replaced\n"
+        "only where the refined one fits the seismic better. Rerun into the same --out to continue.",
+    )
+    r.add_argument("pred", help="(N, 70, 70) .npy predictions, e.g. predictions/small_unet.npy")
+    r.add_argument("--ids", required=True, help="ids file of PRED (ids.txt, one id per line)")
+    r.add_argument("--test-dir", "--test", dest="test_dir", required=True, help="folder of <id>.npy test seismic")
+    r.add_argument("--out", required=True, help="output folder (refined.npy, ids.txt, residuals.csv, start_misfit.csv)")
+    limit = r.add_mutually_exclusive_group()
+    limit.add_argument("--samples", type=int, default=None, help="refine this many maps, the worst-fitting first (default: all)")
+    limit.add_argument("--budget-minutes", type=float, default=None, help="stop starting new batches after this wall time")
+    r.add_argument("--iters", type=int, default=40, help="optimiser iterations per map")
+    r.add_argument("--device", default="cpu", help="cpu or cuda")
+    r.add_argument("--batch-size", type=int, default=8, help="maps optimised together")
+    r.set_defaults(func=_refine)
 
     v = command(commands, "cv", "local CV from out-of-fold predictions (table, CSV, PNGs)")
     v.add_argument("runs", nargs="+", help="run folders (one fold) or config folders (runs/<config>: folds merged)")

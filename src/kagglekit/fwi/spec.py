@@ -18,6 +18,9 @@ class FWIDataConfig(Strict):
     root: str = Field("data/synthetic/converted", description="folder written by `kagglekit fwi convert`")
     flip_prob: float = Field(0.5, ge=0.0, le=1.0, description="probability of the physical horizontal flip")
     max_train_samples: int | None = Field(None, ge=1, description="cap on training samples (tiny runs)")
+    unlabeled: str | None = Field(
+        None, description="folder of <id>.npy test seismic trained on by the physics terms alone (needs train.physics_weight)"
+    )
 
 
 def _build(cfg):

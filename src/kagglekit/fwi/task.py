@@ -10,7 +10,8 @@ import pandas as pd
 import torch
 
 from kagglekit.folds import fold_signature, split_for_fold
-from kagglekit.fwi.data.datasets import ConvertedFolder, FWITrainDataset
+from kagglekit.fwi.constants import VMAX, VMIN
+from kagglekit.fwi.data.datasets import ConvertedFolder, FWITestDataset, FWITrainDataset
 from kagglekit.fwi.data.flip import flip_seismic, flip_velocity
 from kagglekit.fwi.metrics import mae_table
 from kagglekit.fwi.models import MODELS
@@ -65,6 +66,26 @@ class FWITask:
 
     def loss(self, output, batch):
         return {"loss": self.loss_fn(output, batch["velocity"])}
+
+    def physics(self, model, output, batch, cycle: bool = False) -> dict[str, torch.Tensor]:
+        """Relative seismic misfit of the predicted maps against their own input seismic (never the
+        label), and optionally cycle consistency: the model's prediction from the seismic its own
+        prediction simulates should equal that prediction (L1, m/s)."""
+        from kagglekit.fwi.physics import simulate
+        from kagglekit.fwi.physics.refine import RefineSettings, relative_misfit
+
+        pml = RefineSettings().pml_width
+        velocity = output.float().clamp(VMIN, VMAX)  # (n, 70, 70)
+        terms = {"physics": relative_misfit(velocity, batch["seismic"], pml).mean()}
+        if cycle:
+            resimulated = simulate(velocity.detach(), pml_width=pml)  # (n, 5, 1000, 70)
+            again = model(resimulated).float()
+            terms["cycle"] = (again - velocity.detach()).abs().mean()
+        return terms
+
+    def unlabeled_dataset(self):
+        """The test seismic of `data.unlabeled` (transductive training), or None."""
+        return FWITestDataset(self.cfg.data.unlabeled) if self.cfg.data.unlabeled else None
 
     def evaluate(self, outputs: torch.Tensor, keys: dict[str, torch.Tensor]) -> dict[str, float]:
         """The Kaggle metric (odd columns) overall and per family, and the all-columns MAE."""

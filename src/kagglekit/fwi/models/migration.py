@@ -15,6 +15,7 @@ the UNet's skip connections carry it straight to the output.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -27,12 +28,15 @@ from kagglekit.fwi.constants import (
     N_RECEIVERS,
     N_TIME,
     RECEIVER_DEPTH_ROW,
+    RICKER_FREQ,
     SOURCE_COLUMNS,
     SOURCE_DEPTH_ROW,
 )
-from kagglekit.fwi.physics.simulate import recorded_peak_sample
 
-WAVELET_DELAY = recorded_peak_sample()  # 72: zero-time of an arrival in the recorded samples
+# Zero-time of an arrival in the recorded samples (72): the OpenFWI Ricker's peak (sample 73) less the
+# dropped first sample, as physics.simulate.recorded_peak_sample gives it. Computed here so that
+# building a model (inference on Kaggle) never imports the physics package and with it deepwave.
+WAVELET_DELAY = math.floor(2.2 / RICKER_FREQ / DT / 2) - 1
 
 
 def diffraction_sample_index(v_ref: float) -> tuple[torch.Tensor, torch.Tensor]:
