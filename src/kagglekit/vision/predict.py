@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix
 from torch.utils.data import DataLoader
 
@@ -76,6 +75,8 @@ def predict_runs(run_dirs: list[str | Path], out_dir: str | Path, tta: bool = Tr
 
 def plot_confusion(probs: np.ndarray, labels: np.ndarray, classes: list[str], path: str | Path) -> None:
     cm = confusion_matrix(labels, probs.argmax(1), labels=np.arange(len(classes)))
+    from matplotlib.figure import Figure  # plotting only: inference never imports matplotlib
+
     fig = Figure(figsize=(1 + 0.6 * len(classes), 0.8 + 0.6 * len(classes)))
     ax = fig.subplots()
     ax.imshow(cm / cm.sum(1, keepdims=True).clip(min=1), cmap="Blues", vmin=0, vmax=1)
