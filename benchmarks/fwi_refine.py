@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from kagglekit.fwi.metrics import sample_mae
+from kagglekit.fwi.physics.refine import RefineSettings
 from kagglekit.fwi.predict import predict_runs
 from kagglekit.fwi.refine import refine_file
 from kagglekit.io import read_ids
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16, help="maps refined (the worst-fitting first)")
     parser.add_argument("--iters", type=int, default=80, help="optimiser iterations per map")
     parser.add_argument("--batch-size", type=int, default=8, help="maps optimised together")
+    parser.add_argument("--lowpass-share", type=float, default=0.0, help="share of iterations in a first 8 Hz low-pass stage")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", default="runs/bench_refine", help="scratch folder (replaced)")
     args = parser.parse_args()
@@ -45,6 +47,7 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     name = predict_runs([args.run], comp / "test", out / "pred", device=args.device, progress=False)
     pred_path = next(p for k, p in name.items() if "__" not in k)
+    settings = RefineSettings(lowpass_share=args.lowpass_share)
     t0 = time.perf_counter()
     refine_file(
         pred_path,
@@ -55,6 +58,7 @@ def main() -> None:
         iters=args.iters,
         device=args.device,
         batch_size=args.batch_size,
+        settings=settings,
         progress=False,
     )
     wall = time.perf_counter() - t0

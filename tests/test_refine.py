@@ -186,3 +186,17 @@ def test_refine_cli_output_feeds_submit(three_map_test, tmp_path, capsys):
     np.save(root / "pred.npy", pred.astype(np.float32))  # another file now: the folder refuses to continue
     assert main([*args, "--out", str(out), "--samples", "1"]) == 2
     assert "continues the refinement of" in capsys.readouterr().err
+
+
+def test_lowpass_misfit_ignores_high_frequencies_and_the_stage_plan():
+    from kagglekit.fwi.physics.misfit import lowpass
+    from kagglekit.fwi.physics.refine import _stages
+
+    t = torch.arange(999.0) * 1e-3
+    low, high = torch.sin(2 * torch.pi * 3 * t), torch.sin(2 * torch.pi * 30 * t)  # 3 Hz and 30 Hz
+    traces = (low + high).view(1, 1, -1, 1).expand(1, 5, 999, 70)
+    filtered = lowpass(traces, 8.0)[0, 0, 100:-100, 0]
+    assert float((filtered - low[100:-100]).abs().max()) < 0.05  # the 30 Hz part is gone
+    s = RefineSettings(iters=40, lowpass_share=0.25)
+    assert _stages("smooth+pixels", s) == [("smooth", 10, 8.0), ("smooth", 12, None), ("pixels", 18, None)]
+    assert _stages("rows", RefineSettings(iters=40)) == [("rows", 40, None)]

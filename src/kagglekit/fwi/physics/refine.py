@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from kagglekit.fwi.constants import VMAX, VMIN
-from kagglekit.fwi.physics.misfit import MISFIT_TIME, misfit
+from kagglekit.fwi.physics.misfit import MISFIT_TIME, lowpass, misfit
 
 ROWS, SMOOTH, PIXELS = "rows", "smooth", "pixels"
 
@@ -38,6 +38,8 @@ class RefineSettings:
     smooth_grid: int = 10  # coarse grid of the smooth basis
     smooth_share: float = 0.4  # share of the iterations spent in the smooth stage before pixels
     adam_lr: float = 0.05  # in logit units
+    lowpass_hz: float = 8.0  # the first stage fits only frequencies below this (0 = no such stage)
+    lowpass_share: float = 0.0  # share of the iterations in that low-frequency stage
     history_size: int = 20  # L-BFGS memory
     symmetry_tol: float = 1e-3  # relative difference of mirrored shots below which a map is flat-layered
     flat_tol: float = 5.0  # m/s: mean across-row spread below which a start is flat
@@ -140,18 +142,34 @@ class _Diverged(Exception):
     """The objective became non-finite: the stage ends, the best maps so far stand."""
 
 
-def _run_stage(basis: _Basis, observed: torch.Tensor, power: torch.Tensor, iters: int, best: _Best, s: RefineSettings) -> int:
-    """Optimise one basis for up to `iters` iterations; returns the iterations done."""
+def _run_stage(
+    basis: _Basis,
+    observed: torch.Tensor,
+    power: torch.Tensor,
+    iters: int,
+    best: _Best,
+    s: RefineSettings,
+    lowpass_hz: float | None = None,
+) -> int:
+    """Optimise one basis for up to `iters` iterations; returns the iterations done. With lowpass_hz
+    the objective sees only low frequencies, and maps are offered to `best` by their full-band misfit."""
 
     def objective() -> torch.Tensor:
         v = basis.velocity()
-        data = misfit(v, observed, pml_width=s.pml_width) / power  # (B,)
-        best.offer(v.detach(), data.detach())
+        if lowpass_hz is None:
+            data = misfit(v, observed, pml_width=s.pml_width) / power  # (B,)
+            best.offer(v.detach(), data.detach())
+        else:
+            data = misfit(v, observed, pml_width=s.pml_width, lowpass_hz=lowpass_hz) / lowpass_power
+            with torch.no_grad():
+                best.offer(v.detach(), misfit(v.detach(), observed, pml_width=s.pml_width) / power)
         total = (data + s.tv_weight * basis.prior(v)).sum()
         if not torch.isfinite(total):
             raise _Diverged
         return total
 
+    if lowpass_hz is not None:
+        lowpass_power = lowpass(observed[:, :, :MISFIT_TIME].float(), lowpass_hz).square().mean(dim=(1, 2, 3))
     if s.optimizer == "adam":
         opt = torch.optim.Adam([basis.theta], lr=s.adam_lr)
         done = 0
@@ -189,6 +207,20 @@ def _run_stage(basis: _Basis, observed: torch.Tensor, power: torch.Tensor, iters
     return int(opt.state[basis.theta].get("n_iter", 0))
 
 
+def _stages(plan: str, s: RefineSettings) -> list[tuple[str, int, float | None]]:
+    """(basis, iterations, low-pass cutoff or None) in order: an optional low-frequency stage of the
+    first basis, then the plan's bases (smooth takes smooth_share of a smooth+pixels plan)."""
+    names = plan.split("+")
+    n_low = round(s.iters * s.lowpass_share) if s.lowpass_hz > 0 else 0
+    rest = s.iters - n_low
+    n_first = round(rest * s.smooth_share) if len(names) > 1 else rest
+    stages = [(names[0], n_low, s.lowpass_hz)] if n_low else []
+    stages.append((names[0], n_first, None))
+    if len(names) > 1:
+        stages.append((names[1], rest - n_first, None))
+    return stages
+
+
 @dataclass
 class RefineResult:
     velocity: torch.Tensor  # (B, 70, 70) m/s: the refined map where it fits better, else the start
@@ -217,16 +249,13 @@ def refine_batch(start: torch.Tensor, observed: torch.Tensor, settings: RefineSe
         rows = [i for i, p in enumerate(plans) if p == plan]
         idx = torch.tensor(rows, device=device)
         group = _Best(best.velocity[idx].clone(), best.misfit[idx].clone())
-        stages = plan.split("+")
-        n_first = round(s.iters * s.smooth_share) if len(stages) > 1 else s.iters
-        budgets = [n_first, s.iters - n_first] if len(stages) > 1 else [s.iters]
         done = 0
-        for name, n_iter in zip(stages, budgets):
+        for name, n_iter, cutoff in _stages(plan, s):
             if n_iter <= 0:
                 continue
             # each stage starts from the best maps so far (a pixel stage refines the smooth fit)
             basis = _Basis(name, group.velocity.clone(), s)
-            done += _run_stage(basis, observed[idx], power[idx], n_iter, group, s)
+            done += _run_stage(basis, observed[idx], power[idx], n_iter, group, s, cutoff)
         best.velocity[idx], best.misfit[idx] = group.velocity, group.misfit
         for i in rows:
             iterations[i] = done
