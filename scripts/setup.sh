@@ -13,7 +13,7 @@ want="$(cat "$LOCK" pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   echo "[setup] installing Debian package dataset-fashion-mnist"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
-    || echo "[setup] WARNING: could not install dataset-fashion-mnist; vision tests on it will skip"
+    || echo "[setup] WARNING: could not install dataset-fashion-mnist; the Fashion-MNIST tests will fail (KAGGLEKIT_NO_FMNIST=1 skips them)"
 fi
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then

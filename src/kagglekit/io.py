@@ -36,18 +36,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
     """Yield an empty `.<name>.partial/` sibling folder; on success it becomes `path` (which must be
-    absent or empty), on error it stays for inspection and the next run starts it afresh."""
+    absent or empty, unless `replace`: then the old folder is swapped out and deleted), on error it
+    stays for inspection and the next run starts it afresh."""
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
     if partial.exists():
         shutil.rmtree(partial)  # leftovers of an interrupted run
     partial.mkdir(parents=True)
     yield partial
-    if path.exists():
+    old = path.with_name(f".{path.name}.old")
+    if path.exists() and replace:
+        os.replace(path, old)
+    elif path.exists():
         path.rmdir()  # an empty folder; a non-empty one raises instead of being overwritten
     os.replace(partial, path)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

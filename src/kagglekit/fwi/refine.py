@@ -39,7 +39,8 @@ def load_predictions(pred_path: str | Path, ids_path: str | Path) -> tuple[np.nd
     ids = read_ids(ids_path)
     if pred.ndim != 3 or pred.shape[1:] != (70, 70) or len(pred) != len(ids):
         raise UserError(f"{pred_path}: expected ({len(ids)}, 70, 70) predictions for the ids of {ids_path}, found {pred.shape}")
-    bad = [ids[i] for i in range(len(ids)) if not np.isfinite(pred[i]).all()]
+    finite = np.concatenate([np.isfinite(pred[i : i + 4096]).all(axis=(1, 2)) for i in range(0, len(pred), 4096)])
+    bad = [ids[i] for i in np.flatnonzero(~finite)]
     if bad:
         raise UserError(f"{pred_path}: {len(bad)} maps have non-finite values (first: {bad[:3]})")
     return pred, ids
@@ -61,7 +62,7 @@ def _positions(folder: TestFolder, ids: list[str]) -> dict[str, int]:
 def start_misfits(
     pred: np.ndarray,
     ids: list[str],
-    test_dir: str | Path,
+    folder: TestFolder,
     out_csv: str | Path,
     *,
     device: str = "cpu",
@@ -70,25 +71,21 @@ def start_misfits(
     reuse: bool = False,
 ) -> pd.Series:
     """Relative misfit of every map (sample_id -> value), written to out_csv (read back when reuse)."""
-    from kagglekit.fwi.physics.refine import RefineSettings, relative_misfit
+    from kagglekit.fwi.physics.refine import relative_misfit
 
     out_csv = Path(out_csv)
     if reuse and out_csv.is_file():
         done = pd.read_csv(out_csv, dtype={"sample_id": str}).set_index("sample_id")["misfit"]
         if list(done.index) == list(ids):
             return done
-    folder = TestFolder(test_dir)
     position = _positions(folder, ids)
-    pml = RefineSettings().pml_width
     values = np.zeros(len(ids))
     bar = progress_bar(total=len(ids), desc="misfit", unit="map", disable=not progress)
     with torch.no_grad():
         for start in range(0, len(ids), batch_size):
             chunk = ids[start : start + batch_size]
             v = torch.from_numpy(np.asarray(pred[start : start + len(chunk)], np.float32)).clamp(1500, 4500).to(device)
-            values[start : start + len(chunk)] = (
-                relative_misfit(v, _observed(folder, position, chunk).to(device), pml).cpu().numpy()
-            )
+            values[start : start + len(chunk)] = relative_misfit(v, _observed(folder, position, chunk).to(device)).cpu().numpy()
             bar.update(len(chunk))
     bar.close()
     series = pd.Series(values, index=pd.Index(ids, name="sample_id"), name="misfit")
@@ -166,7 +163,7 @@ def refine_file(
     folder = TestFolder(test_dir)
     position = _positions(folder, ids)
     _prepare_out_dir(out_dir, Path(pred_path), pred, ids)
-    ranking = start_misfits(pred, ids, test_dir, out_dir / "start_misfit.csv", device=device, progress=progress, reuse=True)
+    ranking = start_misfits(pred, ids, folder, out_dir / "start_misfit.csv", device=device, progress=progress, reuse=True)
     order = np.argsort(-ranking.to_numpy(), kind="stable")[: samples or len(ids)]
     residuals_path = out_dir / "residuals.csv"
     done = set(_read_done(residuals_path)["sample_id"])
@@ -222,12 +219,12 @@ def refine_file(
 
 def misfit_files(predictions: dict[str, Path], ids_path: str | Path, test_dir: str | Path, *, device: str = "cpu") -> list[Path]:
     """`<name>.misfit.csv` beside each config-mean prediction file (per-fold files are skipped)."""
-    written = []
+    folder, written = TestFolder(test_dir), []
     for name, path in predictions.items():
         if "__" in name:
             continue
         pred, ids = load_predictions(path, ids_path)
         out = path.with_name(f"{name}.misfit.csv")
-        start_misfits(pred, ids, test_dir, out, device=device)
+        start_misfits(pred, ids, folder, out, device=device)
         written.append(out)
     return written

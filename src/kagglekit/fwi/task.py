@@ -72,13 +72,13 @@ class FWITask:
         label), and optionally cycle consistency: the model's prediction from the seismic its own
         prediction simulates should equal that prediction (L1, m/s)."""
         from kagglekit.fwi.physics import simulate
-        from kagglekit.fwi.physics.refine import RefineSettings, relative_misfit
+        from kagglekit.fwi.physics.refine import relative_misfit
+        from kagglekit.fwi.physics.simulate import FAST_PML_WIDTH
 
-        pml = RefineSettings().pml_width
         velocity = output.float().clamp(VMIN, VMAX)  # (n, 70, 70)
-        terms = {"physics": relative_misfit(velocity, batch["seismic"], pml).mean()}
+        terms = {"physics": relative_misfit(velocity, batch["seismic"]).mean()}
         if cycle:
-            resimulated = simulate(velocity.detach(), pml_width=pml)  # (n, 5, 1000, 70)
+            resimulated = simulate(velocity.detach(), pml_width=FAST_PML_WIDTH)  # (n, 5, 1000, 70)
             again = model(resimulated).float()
             terms["cycle"] = (again - velocity.detach()).abs().mean()
         return terms

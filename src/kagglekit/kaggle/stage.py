@@ -25,6 +25,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from kagglekit.io import atomic_dir
 from kagglekit.kaggle import KaggleError, project_root
 
 MANIFEST = "manifest.json"
@@ -111,17 +112,8 @@ def staging_dir(out: str | os.PathLike, kind: str) -> Iterator[Path]:
             earlier = None
         if earlier != kind:
             raise FileExistsError(f"{out}: exists and is not a {kind} folder staged earlier; remove it or choose another")
-    partial = out.with_name(f".{out.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)  # leftovers of an interrupted run
-    partial.mkdir(parents=True)
-    yield partial
-    old = out.with_name(f".{out.name}.old")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(partial, out)
-    if old.exists():
-        shutil.rmtree(old)
+    with atomic_dir(out, replace=True) as partial:
+        yield partial
 
 
 def _source_commit() -> str | None:

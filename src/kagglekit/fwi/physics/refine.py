@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from kagglekit.fwi.constants import VMAX, VMIN
 from kagglekit.fwi.physics.misfit import MISFIT_TIME, lowpass, misfit
+from kagglekit.fwi.physics.simulate import FAST_PML_WIDTH
 
 ROWS, SMOOTH, PIXELS = "rows", "smooth", "pixels"
 
@@ -32,7 +33,7 @@ ROWS, SMOOTH, PIXELS = "rows", "smooth", "pixels"
 class RefineSettings:
     iters: int = 40  # optimiser iterations per sample, over all its stages
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
-    pml_width: int = 10  # deepwave's absorbing layer: 10 cells halve the cost of 20 (simulate.py)
+    pml_width: int = FAST_PML_WIDTH  # deepwave's absorbing layer (simulate.py)
     tv_weight: float = 1e-2  # weight of the smoothed total variation (velocity in km/s)
     tv_eps: float = 0.01  # km/s: the smoothing of |gradient|
     smooth_grid: int = 10  # coarse grid of the smooth basis
@@ -45,7 +46,7 @@ class RefineSettings:
     flat_tol: float = 5.0  # m/s: mean across-row spread below which a start is flat
 
 
-def relative_misfit(velocity: torch.Tensor, observed: torch.Tensor, pml_width: int = 10) -> torch.Tensor:
+def relative_misfit(velocity: torch.Tensor, observed: torch.Tensor, pml_width: int = FAST_PML_WIDTH) -> torch.Tensor:
     """(B,) misfit over the first 999 samples divided by the observed data's mean power."""
     power = observed[:, :, :MISFIT_TIME].to(velocity.device, torch.float32).square().mean(dim=(1, 2, 3))
     return misfit(velocity, observed, pml_width=pml_width) / power
@@ -239,9 +240,9 @@ def refine_batch(start: torch.Tensor, observed: torch.Tensor, settings: RefineSe
     device = start.device
     start = start.float().clamp(VMIN, VMAX)
     observed = observed.to(device, torch.float32)
+    power = observed[:, :, :MISFIT_TIME].square().mean(dim=(1, 2, 3))  # (B,)
     with torch.no_grad():
-        before = relative_misfit(start, observed, s.pml_width)
-    power = observed[:, :, :MISFIT_TIME].square().mean(dim=(1, 2, 3))
+        before = misfit(start, observed, pml_width=s.pml_width) / power
     plans = choose_plans(start, observed, s)
     best = _Best(start.clone(), before.clone())
     iterations = [0] * len(plans)

@@ -11,9 +11,10 @@ our own finite-difference implementation of the OpenFWI scheme):
 - max_vel=4500 and courant_number=0.7 pin one internal step per 1 ms for every model.
 
 backend="openfwi" runs the OpenFWI scheme itself (physics/openfwi.py): exact, including the
-border's late leak, but slower and memory-hungry under autograd. pml_width=10 halves deepwave's
-forward+backward cost for optimisation at a slightly higher floor against the OpenFWI data
-(relative L2 1.4e-3 vs 0.9e-3 at 20 cells; `benchmarks/simulate_throughput.py`).
+border's late leak, but slower and memory-hungry under autograd. pml_width=10 (FAST_PML_WIDTH) makes
+deepwave's forward+backward 2.4x faster (`benchmarks/simulate_throughput.py`) at a slightly higher
+floor against the OpenFWI scheme (relative L2 1.4e-3 vs 0.9e-3 at 20 cells;
+`benchmarks/simulator_accuracy.py`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def _geometry(n_models: int, device: torch.device):
 
 
 BACKENDS = ("deepwave", "openfwi")
+FAST_PML_WIDTH = 10  # what optimisation uses: 2.4x faster forward+backward than 20 cells (simulate_throughput)
 
 
 def simulate(
