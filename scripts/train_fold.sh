@@ -16,7 +16,7 @@ FOLD="${2:-0}"
 shift $(( $# < 2 ? $# : 2 ))
 NPROC="${NPROC:-1}"
 
-DATA_ROOT="$("$PY" -c 'import sys; from kagglekit.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).data.root)' "$CONFIG" "$@")"
+DATA_ROOT="$("$PY" -c 'import sys; from kagglekit.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).data.folders[0])' "$CONFIG" "$@")"
 if [ "$DATA_ROOT" = "data/synthetic/converted" ]; then
   bash "$ROOT/scripts/make_synthetic.sh"
 fi

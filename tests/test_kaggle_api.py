@@ -232,7 +232,7 @@ def test_inference_and_the_cli_import_no_kaggle_deepwave_or_matplotlib():
 
 def test_the_migration_layers_wavelet_delay_is_the_simulators():
     """migration.py computes it without importing physics (deepwave); it must stay the simulator's value."""
-    from kagglekit.fwi.models.migration import WAVELET_DELAY
+    from kagglekit.fwi.constants import RECORDED_PEAK_SAMPLE
     from kagglekit.fwi.physics.simulate import recorded_peak_sample
 
-    assert WAVELET_DELAY == recorded_peak_sample() == 72
+    assert RECORDED_PEAK_SAMPLE == recorded_peak_sample() == 72

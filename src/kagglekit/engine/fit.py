@@ -305,6 +305,8 @@ def _train_epoch(run: _Run) -> tuple[float, float, dict[str, float]]:
     mean of every extra term, e.g. physics)."""
     cfg, ctx = run.cfg, run.ctx
     run.train_model.train()
+    if hasattr(run.train_set, "set_epoch"):  # e.g. on-the-fly data that is new every epoch
+        run.train_set.set_epoch(run.epoch)
     loader = make_loader(run.train_set, cfg, ctx, run.epoch, train=True)
     physics_on = cfg.train.physics_weight > 0
     unlabeled = _unlabeled_batches(run) if physics_on and run.unlabeled_set is not None else None
@@ -321,6 +323,8 @@ def _train_epoch(run: _Run) -> tuple[float, float, dict[str, float]]:
     run.optimizer.zero_grad(set_to_none=True)
     for i, batch in enumerate(bar):
         batch = _to_device(batch, ctx.device)
+        if hasattr(run.task, "prepare_batch"):  # optional: finish a batch on the device (fwi: simulate)
+            batch = run.task.prepare_batch(batch)
         last_micro = (i + 1) % cfg.train.accum_steps == 0 or i + 1 == len(loader)
         sync = nullcontext() if (last_micro or not ctx.enabled) else run.train_model.no_sync()
         weight = _physics_weight(run) if physics_on else 0.0

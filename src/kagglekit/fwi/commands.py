@@ -31,6 +31,22 @@ def _simulate(args) -> None:
     print(f"synthetic competition ready: {out}")
 
 
+def _augment(args) -> None:
+    from kagglekit.fwi.augment.augment import augment
+
+    out = augment(
+        args.converted,
+        args.out,
+        args.count,
+        args.methods,
+        seed=args.seed,
+        device=args.device,
+        shard_size=args.shard_size,
+        batch=args.batch,
+    )
+    print(f"augmented rows ready: {out} (train on it with data.roots=[{args.converted},{out}])")
+
+
 def _predict(args) -> None:
     from kagglekit.fwi.predict import predict_runs
 
@@ -138,6 +154,26 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--backend", choices=["deepwave", "openfwi"], default="deepwave", help="simulator: deepwave, or the exact OpenFWI scheme"
     )
     s.set_defaults(func=_simulate)
+
+    a = command(
+        commands,
+        "augment",
+        "new velocity maps from a converted folder, simulated, as a converted folder (resumable)",
+        "Methods: blend (a v1 + (1-a) v2, a ~ U(0.3, 0.7)), mixup (a ~ Beta(0.4, 0.4)), affine (crop-and-resize,\n"
+        "small rotation), family (fresh generator maps), flip6 (every map also written mirrored, exact, from\n"
+        "one 6-shot simulation; alone: mirrors of the source maps). Parents come from one cross-validation\n"
+        "fold; a generated row never validates and trains only folds that do not validate its parents.\n"
+        "Rerun the same command to resume an interrupted run; a finished one is a no-op.",
+    )
+    a.add_argument("converted", help="folder written by `fwi convert` (the parents)")
+    a.add_argument("--out", required=True, help="output folder (same format as `fwi convert`, plus an origin column)")
+    a.add_argument("--count", type=int, required=True, help="rows to write")
+    a.add_argument("--methods", default="blend,affine,flip6,mixup,family", help="comma-separated methods")
+    a.add_argument("--seed", type=int, default=0, help="seed of the maps (shard k uses [seed, k])")
+    a.add_argument("--device", default="cpu", help="simulate on cpu or cuda")
+    a.add_argument("--shard-size", type=int, default=256, help="rows per seismic shard (the unit of resumption)")
+    a.add_argument("--batch", type=int, default=32, help="maps per simulator call")
+    a.set_defaults(func=_augment)
 
     p = command(commands, "predict", "predict a test folder from run folders (best EMA weights, flip TTA)")
     p.add_argument("runs", nargs="+", help="run folders, e.g. runs/hgnet_b2/fold0 runs/hgnet_b2/fold1")

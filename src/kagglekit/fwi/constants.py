@@ -11,6 +11,9 @@ SOURCE_DEPTH_ROW = 1
 RECEIVER_DEPTH_ROW = 1
 VMIN, VMAX = 1500.0, 4500.0  # m/s, every family
 RICKER_FREQ = 15.0  # Hz
+# Sample of the source wavelet's peak in a record (the Ricker of 147 samples peaks at sample 73 of
+# the simulation; records drop sample 0). physics.simulate.recorded_peak_sample derives the same.
+RECORDED_PEAK_SAMPLE = int(2.2 / RICKER_FREQ / DT / 2) - 1
 SEISMIC_SHAPE = (N_SOURCES, N_TIME, N_RECEIVERS)
 VELOCITY_SHAPE = (GRID, GRID)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from kagglekit.fwi.data.datasets import ConvertedFolder
+from kagglekit.fwi.data.training import TrainingData
 from kagglekit.fwi.metrics import sample_mae
 from kagglekit.fwi.oof import OOF, load_oof
 from kagglekit.io import atomic_path, atomic_write_text
@@ -53,7 +53,7 @@ def plot_worst(oof: OOF, path: Path, k: int = 6) -> None:
     """Rows: the k worst samples. Columns: true velocity, prediction, |error|, shot gather (source 3)."""
     err = sample_mae(oof.predictions, oof.truth)
     worst = np.argsort(err)[::-1][:k]
-    folder = ConvertedFolder(oof.data_root)
+    folder = TrainingData(oof.data_roots)
     fig = Figure(figsize=(12, 2.6 * len(worst)))
     axes = fig.subplots(len(worst), 4, squeeze=False)
     for r, i in enumerate(worst):

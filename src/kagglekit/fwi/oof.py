@@ -10,8 +10,8 @@ import pandas as pd
 
 from kagglekit.config import load_config
 from kagglekit.engine.runs import run_folders
-from kagglekit.fwi.data.datasets import ConvertedFolder
 from kagglekit.fwi.data.readers import DataError
+from kagglekit.fwi.data.training import TrainingData
 from kagglekit.fwi.metrics import mae_table
 
 
@@ -21,7 +21,7 @@ class OOF:
     predictions: np.ndarray  # (N, 70, 70) float32
     ids: pd.DataFrame  # sample_id, family, fold (sorted by sample_id)
     truth: np.ndarray  # (N, 70, 70) float32
-    data_root: Path  # the converted folder the runs trained on
+    data_roots: list[str]  # the folders the runs trained on (data.roots; OOF sample ids are their row keys)
 
     def table(self, predictions: np.ndarray | None = None, mask: np.ndarray | None = None) -> dict[str, float]:
         """The Kaggle metric (overall, per family) and the all-columns MAE of these rows."""
@@ -46,10 +46,12 @@ def load_oof(path: str | Path) -> OOF:
     pred = np.concatenate(preds)
     if ids["sample_id"].duplicated().any():
         raise DataError(f"{path}: the same sample appears in several folds' OOF")
-    folder = ConvertedFolder(load_config(folds[0] / "config.yaml").data.root)
+    roots = load_config(folds[0] / "config.yaml").data.folders
+    data = TrainingData(roots)
     order = np.argsort(ids["sample_id"].to_numpy())
     ids, pred = ids.iloc[order].reset_index(drop=True), pred[order]
-    ids["fold"] = folder.index.set_index("sample_id").loc[ids["sample_id"], "fold"].to_numpy()
-    truth = np.asarray(np.load(folder.root / "velocity.npy", mmap_mode="r")[ids["sample_id"].to_numpy()], dtype=np.float32)
+    keys = ids["sample_id"].to_numpy()
+    ids["fold"] = data.index["fold"].to_numpy()[keys]
+    truth = np.stack([np.asarray(data.velocity(int(k)), dtype=np.float32) for k in keys]) if len(keys) else np.zeros((0, 70, 70))
     name = path.name if len(folds) > 1 or path != folds[0] else f"{path.parent.name}/{path.name}"
-    return OOF(name, pred, ids, truth, folder.root)
+    return OOF(name, pred, ids, truth, roots)

@@ -6,6 +6,8 @@ torch models or data code until a command or a run needs them.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from kagglekit.config import Strict
@@ -14,13 +16,40 @@ from kagglekit.fwi.commands import add_commands
 from kagglekit.fwi.models import MODELS
 
 
+class SimulateConfig(Strict):
+    """On-the-fly simulation (fwi/data/simulated.py): fresh pairs every epoch, mixed with the folders."""
+
+    ratio: float = Field(0.5, gt=0.0, description="simulated samples per training row, every epoch")
+    methods: list[Literal["family", "blend", "mixup", "affine"]] = Field(
+        default_factory=lambda: ["family", "blend"], description="how maps are drawn (parents: the fold's training rows)"
+    )
+    seed: int | None = Field(None, description="seed of the drawn maps (default: train.seed); epochs differ")
+    where: Literal["auto", "workers", "device"] = Field(
+        "auto",
+        description="simulate in DataLoader workers, or batched on the training device (auto: device on a GPU or with 0 workers)",
+    )
+
+
 class FWIDataConfig(Strict):
     root: str = Field("data/synthetic/converted", description="folder written by `kagglekit fwi convert`")
+    roots: list[str] | None = Field(
+        None,
+        description="several folders read as one (replaces root): conversions give folds; generated folders "
+        "(`fwi augment`, `fwi pseudo-label`) only ever train",
+    )
     flip_prob: float = Field(0.5, ge=0.0, le=1.0, description="probability of the physical horizontal flip")
+    time_scale_prob: float = Field(0.0, ge=0.0, le=1.0, description="probability of velocity x a <=> time x 1/a")
+    time_scale_range: tuple[float, float] = Field((0.8, 1.2), description="range of the factor a")
+    simulate: SimulateConfig | None = Field(None, description="on-the-fly simulated samples mixed into training")
     max_train_samples: int | None = Field(None, ge=1, description="cap on training samples (tiny runs)")
     unlabeled: str | None = Field(
         None, description="folder of <id>.npy test seismic trained on by the physics terms alone (needs train.physics_weight)"
     )
+
+    @property
+    def folders(self) -> list[str]:
+        """The folders a run reads: `roots`, or `root` alone."""
+        return list(self.roots) if self.roots else [self.root]
 
 
 def _build(cfg):

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kagglekit.folds import fold_signature, split_for_fold
 from kagglekit.fwi.constants import VMAX, VMIN
-from kagglekit.fwi.data.datasets import ConvertedFolder, FWITestDataset, FWITrainDataset
+from kagglekit.fwi.data.datasets import FWITestDataset, FWITrainDataset
 from kagglekit.fwi.data.flip import flip_seismic, flip_velocity
+from kagglekit.fwi.data.training import TrainingData
 from kagglekit.fwi.metrics import mae_table
 from kagglekit.fwi.models import MODELS
 from kagglekit.losses import LOSSES
@@ -30,24 +30,52 @@ class FWITask:
         self.loss_fn = LOSSES.build(cfg.train.loss)
 
     @functools.cached_property
-    def folder(self) -> ConvertedFolder:
-        """The converted training data; opened only when a run needs it (not to rebuild a model)."""
-        return ConvertedFolder(self.cfg.data.root)
+    def folder(self) -> TrainingData:
+        """The training folders as one; opened only when a run needs them (not to rebuild a model)."""
+        return TrainingData(self.cfg.data.folders)
 
     def datasets(self, fold: int):
-        index = self.folder.index
-        train_rows, valid_rows = split_for_fold(index["fold"].to_numpy(), fold, where=str(self.folder.root / "index.csv"))
-        ids = index["sample_id"].to_numpy()
-        train_ids = ids[train_rows]
-        cap = self.cfg.data.max_train_samples
+        data = self.cfg.data
+        train_ids, valid_ids = self.folder.split(fold)
+        cap = data.max_train_samples
         if cap is not None and cap < len(train_ids):
             train_ids = np.sort(np.random.default_rng(self.cfg.train.seed).choice(train_ids, cap, replace=False))
-        train = FWITrainDataset(self.folder, train_ids, flip_prob=self.cfg.data.flip_prob)
-        valid = FWITrainDataset(self.folder, ids[valid_rows], flip_prob=0.0) if len(valid_rows) else None
+        train = FWITrainDataset(
+            self.folder, train_ids, data.flip_prob, time_scale_prob=data.time_scale_prob, time_scale_range=data.time_scale_range
+        )
+        if data.simulate is not None:
+            train = self._with_simulated(train, train_ids)
+        valid = FWITrainDataset(self.folder, valid_ids) if len(valid_ids) else None
         return train, valid
 
+    def _with_simulated(self, train, train_ids: np.ndarray):
+        """`train` plus ratio x len(train) on-the-fly pairs whose parents are training rows only."""
+        from kagglekit.fwi.augment.maps import ParentPool
+        from kagglekit.fwi.data.simulated import MixedDataset, SimulatedDataset
+
+        sim = self.cfg.data.simulate
+        where = sim.where
+        if where == "auto":
+            where = "device" if torch.cuda.is_available() or self.cfg.train.num_workers == 0 else "workers"
+        pool = ParentPool(self.folder, train_ids)
+        n = max(1, round(sim.ratio * len(train)))
+        seed = self.cfg.train.seed if sim.seed is None else sim.seed
+        return MixedDataset(train, SimulatedDataset(pool, n, tuple(sim.methods), seed, self.folder.families, where))
+
+    def prepare_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Simulate, on the batch's device in one call, the maps of on-the-fly items marked pending."""
+        pending = batch.get("pending")
+        if pending is None or not bool(pending.any()):
+            return batch
+        from kagglekit.fwi.physics import simulate
+
+        with torch.no_grad():
+            seismic = simulate(batch["velocity"][pending].float())  # (n, 5, 1000, 70)
+        batch["seismic"][pending] = seismic.to(batch["seismic"].dtype)
+        return batch
+
     def fold_signature(self) -> str:
-        return fold_signature(self.folder.index["sample_id"].to_numpy(), self.folder.index["fold"].to_numpy())
+        return self.folder.fold_signature()
 
     def build_model(self) -> torch.nn.Module:
         model = MODELS.build(self.cfg.model.name, **self.cfg.model.kwargs)
@@ -96,7 +124,7 @@ class FWITask:
     def oof(self, outputs, keys):
         ids = keys["sample_id"].numpy()
         frame = pd.DataFrame({"sample_id": ids})
-        frame["family"] = self.folder.index.set_index("sample_id").loc[ids, "family"].to_numpy()
+        frame["family"] = self.folder.index["family"].to_numpy()[ids]  # ids are row keys
         return outputs.numpy().astype(np.float16), frame
 
     def report(self, metrics: dict[str, float]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from kagglekit.fwi.constants import SEISMIC_SHAPE
 from kagglekit.fwi.data.convert import shard_name
 from kagglekit.fwi.data.flip import flip_seismic, flip_velocity
 from kagglekit.fwi.data.readers import DataError, TestFolder, open_array
+from kagglekit.fwi.data.timescale import scale_range, time_scale
 
 class ConvertedFolder:
     """Read-only view of a `kagglekit fwi convert` output; files open lazily (worker-safe)."""
@@ -54,6 +56,21 @@ class ConvertedFolder:
             self._velocity = open_array(self.root / "velocity.npy")
         return self._velocity[sample_id]
 
+    @property
+    def generated(self) -> dict | None:
+        """The plan of a generated folder (`fwi augment`, `fwi pseudo-label`); None for a conversion."""
+        return self.manifest.get("generated")
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the rows (ids, families, source files), not of the folds: generated folders
+        name their source by it, so a moved folder is still found and a reconverted one is not."""
+        digest = hashlib.sha256()
+        digest.update(json.dumps([self.manifest.get("files"), self.manifest.get("generated"), len(self)]).encode())
+        digest.update(self.index["sample_id"].to_numpy(np.int64).tobytes())
+        digest.update("\n".join(self.index["family"].astype(str)).encode())
+        return digest.hexdigest()[:16]
+
     @functools.cached_property
     def families(self) -> list[str]:
         """Family names, sorted; a sample's family code is its position here."""
@@ -69,12 +86,24 @@ class ConvertedFolder:
 
 class FWITrainDataset(Dataset):
     """Items: seismic (5, 1000, 70) float16 (cast on the device), velocity (70, 70) float32,
-    family code (position in `folder.families`), sample id."""
+    family code (position in `folder.families`), sample id (the row key of a TrainingData).
 
-    def __init__(self, folder: ConvertedFolder, sample_ids: np.ndarray, flip_prob: float = 0.0):
+    Augmentations: the physical flip (flip_prob) and velocity x a <=> time x 1/a (time_scale_prob,
+    a uniform in time_scale_range, narrowed so that the map stays within 1500-4500)."""
+
+    def __init__(
+        self,
+        folder,  # ConvertedFolder or TrainingData
+        sample_ids: np.ndarray,
+        flip_prob: float = 0.0,
+        time_scale_prob: float = 0.0,
+        time_scale_range: tuple[float, float] = (0.8, 1.2),
+    ):
         self.folder = folder
         self.sample_ids = np.asarray(sample_ids)
         self.flip_prob = flip_prob
+        self.time_scale_prob = time_scale_prob
+        self.time_scale_range = time_scale_range
         self.family_ids = folder.family_codes()
 
     def __len__(self) -> int:
@@ -86,6 +115,10 @@ class FWITrainDataset(Dataset):
         velocity = torch.from_numpy(np.array(self.folder.velocity(sid), dtype=np.float32))
         if self.flip_prob > 0 and torch.rand(()) < self.flip_prob:
             seismic, velocity = flip_seismic(seismic), flip_velocity(velocity)
+        if self.time_scale_prob > 0 and torch.rand(()) < self.time_scale_prob:
+            low, high = scale_range(velocity, *self.time_scale_range)
+            a = low + (high - low) * float(torch.rand(()))
+            seismic, velocity = time_scale(seismic, velocity, a)
         return {
             "seismic": seismic,
             "velocity": velocity,

@@ -15,7 +15,6 @@ the UNet's skip connections carry it straight to the output.
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
@@ -28,15 +27,10 @@ from kagglekit.fwi.constants import (
     N_RECEIVERS,
     N_TIME,
     RECEIVER_DEPTH_ROW,
-    RICKER_FREQ,
+    RECORDED_PEAK_SAMPLE,
     SOURCE_COLUMNS,
     SOURCE_DEPTH_ROW,
 )
-
-# Zero-time of an arrival in the recorded samples (72): the OpenFWI Ricker's peak (sample 73) less the
-# dropped first sample, as physics.simulate.recorded_peak_sample gives it. Computed here so that
-# building a model (inference on Kaggle) never imports the physics package and with it deepwave.
-WAVELET_DELAY = math.floor(2.2 / RICKER_FREQ / DT / 2) - 1
 
 
 def diffraction_sample_index(v_ref: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +42,7 @@ def diffraction_sample_index(v_ref: float) -> tuple[torch.Tensor, torch.Tensor]:
     samples = []
     for source in SOURCE_COLUMNS:
         from_source = torch.sqrt((rows - SOURCE_DEPTH_ROW * DX) ** 2 + (cols - source * DX) ** 2)  # (z, x, 1)
-        samples.append(torch.round((from_source + to_receiver) / v_ref / DT).long() + WAVELET_DELAY)
+        samples.append(torch.round((from_source + to_receiver) / v_ref / DT).long() + RECORDED_PEAK_SAMPLE)
     sample = torch.stack(samples)  # (5, z, x, r)
     return sample.clamp(max=N_TIME - 1), sample < N_TIME
 

@@ -3,6 +3,6 @@ test-time refinement's optimiser, and the velocity-map families."""
 
 from kagglekit.fwi.physics.families import generate_family
 from kagglekit.fwi.physics.misfit import misfit
-from kagglekit.fwi.physics.simulate import ricker_openfwi, simulate
+from kagglekit.fwi.physics.simulate import ricker_openfwi, simulate, simulate_with_mirror
 
-__all__ = ["ricker_openfwi", "simulate", "misfit", "generate_family"]
+__all__ = ["ricker_openfwi", "simulate", "simulate_with_mirror", "misfit", "generate_family"]

@@ -60,11 +60,11 @@ def ricker_openfwi(nt: int = N_TIME, freq: float = RICKER_FREQ, dt: float = DT) 
     return out
 
 
-def _geometry(n_models: int, device: torch.device):
-    n_shots = n_models * len(SOURCE_COLUMNS)
+def _geometry(n_models: int, device: torch.device, source_columns: tuple[int, ...] = SOURCE_COLUMNS):
+    n_shots = n_models * len(source_columns)
     src = torch.zeros(n_shots, 1, 2, dtype=torch.long, device=device)
     src[:, 0, 0] = SOURCE_DEPTH_ROW
-    src[:, 0, 1] = torch.tensor(SOURCE_COLUMNS, device=device).repeat(n_models)
+    src[:, 0, 1] = torch.tensor(source_columns, device=device).repeat(n_models)
     rec = torch.zeros(n_shots, N_RECEIVERS, 2, dtype=torch.long, device=device)
     rec[:, :, 0] = RECEIVER_DEPTH_ROW
     rec[:, :, 1] = torch.arange(N_RECEIVERS, device=device)
@@ -72,6 +72,10 @@ def _geometry(n_models: int, device: torch.device):
 
 
 BACKENDS = ("deepwave", "openfwi")
+# Six shots whose mirror image is again six shots of the same geometry (column c -> 69 - c):
+# flipping a 6-shot record and keeping FLIP6_KEEP gives the exact 5-shot record of the flipped map.
+FLIP6_COLUMNS = (0, 17, 34, 35, 52, 69)
+FLIP6_KEEP = (0, 1, 2, 4, 5)
 FAST_PML_WIDTH = 10  # what optimisation uses: 2.4x faster forward+backward than 20 cells (simulate_throughput)
 
 
@@ -82,8 +86,10 @@ def simulate(
     backend: str = "deepwave",
     dtype: torch.dtype = torch.float32,
     pml_width: int = 20,
+    source_columns: tuple[int, ...] = SOURCE_COLUMNS,
 ) -> torch.Tensor:
-    """(B, 70, 70) velocity in m/s -> (B, 5, nt, 70) shot gathers in `dtype`, differentiable.
+    """(B, 70, 70) velocity in m/s -> (B, S, nt, 70) shot gathers in `dtype`, differentiable;
+    S = len(source_columns), the competition's 5 shots by default (FLIP6_COLUMNS adds column 35).
 
     Runs on the velocity's device (CPU or CUDA); all B models are propagated in one call.
     """
@@ -103,14 +109,16 @@ def simulate(
     if vmin <= 0 or vmax > VMAX * 1.0001:
         raise ValueError(f"simulate: velocity must lie in (0, {VMAX}] m/s, got [{vmin:.1f}, {vmax:.1f}]")
     if backend == "openfwi":
+        if tuple(source_columns) != SOURCE_COLUMNS:
+            raise ValueError("simulate: the openfwi backend has the competition's 5 sources only")
         from kagglekit.fwi.physics.openfwi import simulate_openfwi
 
         return simulate_openfwi(v, nt, dtype=dtype)
     n_models = v.shape[0]
-    n_src = len(SOURCE_COLUMNS)
-    # (B, 70, 70) -> (5B, 70, 70): one model per shot
+    n_src = len(source_columns)
+    # (B, 70, 70) -> (SB, 70, 70): one model per shot
     v_shots = v.repeat_interleave(n_src, dim=0)
-    src_loc, rec_loc = _geometry(n_models, v.device)
+    src_loc, rec_loc = _geometry(n_models, v.device, tuple(source_columns))
     wavelet = -torch.as_tensor(ricker_openfwi(nt + 1), dtype=dtype, device=v.device)
     amplitudes = wavelet.expand(n_models * n_src, 1, nt + 1).contiguous()
     out = deepwave.scalar(
@@ -127,6 +135,16 @@ def simulate(
         courant_number=0.7,
         location_interpolation="none",
     )
-    data = out.receiver_amplitudes[..., 1:]  # (5B, 70, nt): drop the early sample
-    # (5B, 70, nt) -> (B, 5, nt, 70)
+    data = out.receiver_amplitudes[..., 1:]  # (SB, 70, nt): drop the early sample
+    # (SB, 70, nt) -> (B, S, nt, 70)
     return data.reshape(n_models, n_src, N_RECEIVERS, nt).transpose(-1, -2).contiguous()
+
+
+def simulate_with_mirror(velocity: torch.Tensor | np.ndarray, nt: int = N_TIME, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 70, 70) -> the records of the maps and of their mirror images (velocity.flip(-1)), each
+    (B, 5, nt, 70), from one 6-shot simulation: exact for both, at 6/5 the cost of one record."""
+    six = simulate(velocity, nt, source_columns=FLIP6_COLUMNS, **kwargs)  # (B, 6, nt, 70)
+    direct = six[:, list(FLIP6_KEEP)]
+    # mirror: receivers r -> 69 - r, shot columns c -> 69 - c (6 shots reversed), then the 5 kept
+    mirrored = six.flip(-1).flip(1)[:, list(FLIP6_KEEP)]
+    return direct.contiguous(), mirrored.contiguous()
