@@ -47,6 +47,26 @@ def _augment(args) -> None:
     print(f"augmented rows ready: {out} (train on it with data.roots=[{args.converted},{out}])")
 
 
+def _pseudo_label(args) -> None:
+    from kagglekit.fwi.pseudo import pseudo_label_round, round_table
+
+    report = pseudo_label_round(
+        args.run,
+        args.test_dir,
+        args.out,
+        refine_minutes=args.refine_minutes,
+        finetune_minutes=args.minutes,
+        epochs=args.epochs,
+        lr_scale=args.lr_scale,
+        control=args.control,
+        labels=args.labels,
+        label_ids=args.label_ids,
+        device=args.device,
+    )
+    print(round_table(report))
+    print(f"next round: kagglekit fwi pseudo-label {report['pseudo']['run']} --test-dir {args.test_dir} --out <new folder>")
+
+
 def _predict(args) -> None:
     from kagglekit.fwi.predict import predict_runs
 
@@ -174,6 +194,28 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     a.add_argument("--shard-size", type=int, default=256, help="rows per seismic shard (the unit of resumption)")
     a.add_argument("--batch", type=int, default=32, help="maps per simulator call")
     a.set_defaults(func=_augment)
+
+    pl = command(
+        commands,
+        "pseudo-label",
+        "one pseudo-label round: predict the test set, simulate the maps, fine-tune on train + pseudo pairs",
+        "Predict TEST_DIR with RUN, optionally refine the maps (--refine-minutes), simulate them and write the\n"
+        "(seismic, map) pairs to OUT/pseudo (origin pseudo:<id>), fine-tune RUN on its folders + the pairs as\n"
+        "<config>_pl<k>, predict again. Reports the test misfit per stage, and the test MAE with --labels.\n"
+        "Steps already done in OUT are skipped: rerun to resume.",
+    )
+    pl.add_argument("run", help="run folder, e.g. runs/small_unet/fold0")
+    pl.add_argument("--test-dir", "--test", dest="test_dir", required=True, help="folder of <id>.npy test seismic")
+    pl.add_argument("--out", required=True, help="round folder (predictions, pseudo/, round.json, round.md)")
+    pl.add_argument("--minutes", type=float, default=3.0, help="fine-tuning budget (train.max_minutes)")
+    pl.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs (the budget usually ends it first)")
+    pl.add_argument("--lr-scale", type=float, default=0.3, help="fine-tuning learning rate = the run's lr x this")
+    pl.add_argument("--refine-minutes", type=float, default=0.0, help="refine the predicted maps first (0: off)")
+    pl.add_argument("--control", action="store_true", help="also fine-tune without the pairs (same budget) for comparison")
+    pl.add_argument("--labels", default=None, help="hidden test maps (N, 70, 70), e.g. data/synthetic/test_labels.npy")
+    pl.add_argument("--label-ids", default=None, help="id[,family] per row of --labels, e.g. data/synthetic/test_ids.csv")
+    pl.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    pl.set_defaults(func=_pseudo_label)
 
     p = command(commands, "predict", "predict a test folder from run folders (best EMA weights, flip TTA)")
     p.add_argument("runs", nargs="+", help="run folders, e.g. runs/hgnet_b2/fold0 runs/hgnet_b2/fold1")
