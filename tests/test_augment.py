@@ -217,6 +217,7 @@ def test_training_reads_roots_and_on_the_fly_data_then_a_pseudo_label_round_fine
         tmp_path / "round",
         finetune_minutes=0.05,
         epochs=1,
+        pseudo_repeat=3,
         labels=str(comp / "test_labels.npy"),
         label_ids=str(comp / "test_ids.csv"),
         device="cpu",
@@ -230,10 +231,17 @@ def test_training_reads_roots_and_on_the_fly_data_then_a_pseudo_label_round_fine
     torch.testing.assert_close(pseudo.seismic(0), simulate(torch.from_numpy(np.clip(pred[0], 1500, 4500))[None])[0].half())
     new_run = tmp_path / "runs" / "tiny_unet_pl1" / "fold0"
     assert (new_run / "best.pt").is_file()
-    roots = load_config(new_run / "config.yaml").data.roots
-    assert roots[-1] == str(tmp_path / "round" / "pseudo") and len(roots) == 3
+    tuned = load_config(new_run / "config.yaml")
+    assert tuned.data.roots[-1] == str(tmp_path / "round" / "pseudo") and len(tuned.data.roots) == 3
+    assert tuned.data.repeats == [1, 1, 3]
+    task = FWITask(tuned)
+    train_keys = task.datasets(0)[0].base.sample_ids  # a MixedDataset: the run mixes in on-the-fly pairs
+    pseudo_keys = train_keys[train_keys >= task.folder.offsets[2]]
+    assert len(pseudo_keys) == 3 * len(pseudo) and len(set(pseudo_keys.tolist())) == len(pseudo)
     for stage in ("before", "pseudo"):
         assert np.isfinite(report[stage]["mae"]) and 0 <= report[stage]["misfit_mean"]
     assert (tmp_path / "round" / "round.md").read_text().count("|") > 8
+    with pytest.raises(UserError, match="other settings"):  # never silently reuse another round's run
+        pseudo_label_round(run, comp / "test", tmp_path / "round2", finetune_minutes=0.05, epochs=1, lr_scale=0.5, progress=False)
     with pytest.raises(UserError, match="not a finished run"):
         pseudo_label_round(tmp_path / "runs", comp / "test", tmp_path / "r2", progress=False)

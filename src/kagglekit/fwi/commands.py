@@ -59,6 +59,8 @@ def _pseudo_label(args) -> None:
         epochs=args.epochs,
         lr_scale=args.lr_scale,
         control=args.control,
+        pseudo_repeat=args.pseudo_repeat,
+        name=args.name,
         labels=args.labels,
         label_ids=args.label_ids,
         device=args.device,
@@ -211,6 +213,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     pl.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs (the budget usually ends it first)")
     pl.add_argument("--lr-scale", type=float, default=0.3, help="fine-tuning learning rate = the run's lr x this")
     pl.add_argument("--refine-minutes", type=float, default=0.0, help="refine the predicted maps first (0: off)")
+    pl.add_argument("--pseudo-repeat", type=int, default=1, help="times the pseudo pairs appear per fine-tuning epoch")
+    pl.add_argument("--name", default=None, help="config name of the fine-tuned run (default: <config>_pl<k>)")
     pl.add_argument("--control", action="store_true", help="also fine-tune without the pairs (same budget) for comparison")
     pl.add_argument("--labels", default=None, help="hidden test maps (N, 70, 70), e.g. data/synthetic/test_labels.npy")
     pl.add_argument("--label-ids", default=None, help="id[,family] per row of --labels, e.g. data/synthetic/test_ids.csv")

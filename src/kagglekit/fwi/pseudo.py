@@ -34,10 +34,10 @@ from kagglekit.report import markdown_table
 
 
 def _fold_of(run_dir: Path) -> int:
-    match = re.fullmatch(r"fold(-?\d+)", run_dir.name)
+    match = re.fullmatch(r"fold(\d+)|full", run_dir.name)
     if not match or not (run_dir / "best.pt").is_file():
         raise UserError(f"{run_dir}: not a finished run folder (expected <out_dir>/<config>/fold<k>/best.pt)")
-    return int(match.group(1))
+    return -1 if run_dir.name == "full" else int(match.group(1))
 
 
 def next_round_name(name: str) -> str:
@@ -103,20 +103,27 @@ def _labels(labels: str | None, label_ids: str | None, ids: list[str]):
 
 
 def _finetune(
-    run_dir: Path, extra_roots: list[Path], name: str, minutes: float, epochs: int, lr_scale: float, progress: bool
+    run_dir: Path, extra_roots: list[Path], name: str, minutes: float, epochs: int, lr_scale: float, repeat: int, progress: bool
 ) -> Path:
     from kagglekit.engine.fit import fit
+    from kagglekit.engine.runs import run_dir_for
     from kagglekit.fwi.data.datasets import ConvertedFolder
 
     cfg = load_config(run_dir / "config.yaml")
+    counts = cfg.data.repeats or [1] * len(cfg.data.folders)
+    # older rounds' pseudo-labels go: this round's replace them
     kept = [
-        r for r in cfg.data.folders if (ConvertedFolder(r).generated or {}).get("kind") != "pseudo"
-    ]  # older rounds' labels go
-    roots = [*kept, *map(str, extra_roots)]
+        (root, count)
+        for root, count in zip(cfg.data.folders, counts, strict=True)
+        if (ConvertedFolder(root).generated or {}).get("kind") != "pseudo"
+    ]
+    roots = [r for r, _ in kept] + [str(r) for r in extra_roots]
+    repeats = [c for _, c in kept] + [repeat] * len(extra_roots)
     overrides = [
         f"name={name}",
         f"out_dir={run_dir.parent.parent}",
         f"data.roots=[{','.join(roots)}]",
+        f"data.repeats=[{','.join(map(str, repeats))}]",
         f"model.pretrained={run_dir / 'best.pt'}",
         f"train.max_minutes={minutes}",
         f"train.epochs={epochs}",
@@ -124,6 +131,9 @@ def _finetune(
         "train.warmup_epochs=0",
     ]
     cfg = load_config(run_dir / "config.yaml", overrides)
+    target = run_dir_for(cfg, _fold_of(run_dir))
+    if (target / "config.yaml").is_file() and load_config(target / "config.yaml") != cfg:
+        raise UserError(f"{target}: holds a fine-tuning run with other settings; remove it or pass another --name")
     return fit(cfg, _fold_of(run_dir), resume=True, progress=progress)
 
 
@@ -137,6 +147,8 @@ def pseudo_label_round(
     epochs: int = 20,
     lr_scale: float = 0.3,
     control: bool = False,
+    pseudo_repeat: int = 1,
+    name: str | None = None,
     labels: str | None = None,
     label_ids: str | None = None,
     device: str | None = None,
@@ -149,9 +161,9 @@ def pseudo_label_round(
     run_dir, test_dir, out = Path(run_dir), Path(test_dir), Path(out)
     _fold_of(run_dir)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    name = load_config(run_dir / "config.yaml").name
+    run_name = load_config(run_dir / "config.yaml").name
 
-    before = predict_runs([run_dir], test_dir, out / "before", device=dev, progress=progress)[name]
+    before = predict_runs([run_dir], test_dir, out / "before", device=dev, progress=progress)[run_name]
     ids = read_ids(out / "before" / "ids.txt")
     truth = _labels(labels, label_ids, ids)
     report = {"run": str(run_dir), "test_dir": str(test_dir), "before": _score(before, ids, test_dir, out, "before", truth, dev)}
@@ -167,8 +179,8 @@ def pseudo_label_round(
 
     variants = {"pseudo": [pseudo]} | ({"control": []} if control else {})
     for variant, extra in variants.items():
-        new_name = next_round_name(name) + ("" if variant == "pseudo" else "_control")
-        new_run = _finetune(run_dir, extra, new_name, finetune_minutes, epochs, lr_scale, progress)
+        new_name = (name or next_round_name(run_name)) + ("" if variant == "pseudo" else "_control")
+        new_run = _finetune(run_dir, extra, new_name, finetune_minutes, epochs, lr_scale, pseudo_repeat, progress)
         pred = predict_runs([new_run], test_dir, out / variant, device=dev, progress=progress)[new_name]
         report[variant] = {"run": str(new_run), **_score(pred, ids, test_dir, out, variant, truth, dev)}
     atomic_write_text(out / "round.json", json.dumps(report, indent=1))

@@ -37,6 +37,9 @@ class FWIDataConfig(Strict):
         description="several folders read as one (replaces root): conversions give folds; generated folders "
         "(`fwi augment`, `fwi pseudo-label`) only ever train",
     )
+    repeats: list[int] | None = Field(
+        None, description="times each folder's training rows appear per epoch, one per roots entry (e.g. weigh pseudo-labels)"
+    )
     flip_prob: float = Field(0.5, ge=0.0, le=1.0, description="probability of the physical horizontal flip")
     time_scale_prob: float = Field(0.0, ge=0.0, le=1.0, description="probability of velocity x a <=> time x 1/a")
     time_scale_range: tuple[float, float] = Field((0.8, 1.2), description="range of the factor a")

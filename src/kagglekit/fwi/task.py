@@ -37,6 +37,8 @@ class FWITask:
     def datasets(self, fold: int):
         data = self.cfg.data
         train_ids, valid_ids = self.folder.split(fold)
+        if data.repeats is not None:
+            train_ids = self.folder.repeat(train_ids, data.repeats)
         cap = data.max_train_samples
         if cap is not None and cap < len(train_ids):
             train_ids = np.sort(np.random.default_rng(self.cfg.train.seed).choice(train_ids, cap, replace=False))

@@ -113,6 +113,13 @@ class TrainingData:
         ]
         return np.sort(np.concatenate([train, np.asarray(usable, dtype=np.int64)])), valid
 
+    def repeat(self, keys: np.ndarray, repeats: list[int]) -> np.ndarray:
+        """`keys` with each folder's keys listed repeats[folder] times (0 drops the folder)."""
+        if len(repeats) != len(self.folders) or min(repeats) < 0:
+            raise DataError(f"data.repeats: expected {len(self.folders)} counts >= 0 (one per data.roots entry), got {repeats}")
+        roots = self._root_of[keys]
+        return np.sort(np.concatenate([np.repeat(keys[roots == k], r) for k, r in enumerate(repeats)]))
+
     def fold_signature(self) -> str:
         """Changes when folds, or the folders read, change (one folder: as before roots existed)."""
         if len(self.folders) == 1:
