@@ -29,6 +29,22 @@ def read_run(path: Path) -> dict:
     return {"name": path.name, "model": model, "budget": int(budget), "rows": rows, "best": best, "last": rows[-1]}
 
 
+def training_rows(run: Path) -> str:
+    """What fold 0 of `run` trains on per epoch: converted rows, generated rows, on-the-fly pairs."""
+    from kagglekit.config import load_config
+    from kagglekit.fwi.task import FWITask
+
+    task = FWITask(load_config(run / "fold0" / "config.yaml"))
+    train, valid = task.datasets(0)
+    base = getattr(train, "base", train)
+    generated = task.folder.index["generated"].to_numpy()[base.sample_ids]
+    on_the_fly = len(train) - len(base)
+    return (
+        f"{run.name} fold 0 per epoch: {int((~generated).sum())} converted + {int(generated.sum())} generated rows "
+        f"+ {on_the_fly} on-the-fly pairs; {len(valid)} validation rows"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="runs/data_<model>_<budget>m folders")
@@ -53,7 +69,8 @@ def main() -> None:
     parts = [
         markdown_table(
             ["model", "budget (min)", "best valid MAE", "best epoch", "epochs done", "minutes (incl. validation)"], rows
-        )
+        ),
+        training_rows(args.runs[0]),
     ]
 
     ratio_rows = []

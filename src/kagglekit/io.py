@@ -47,6 +47,8 @@ def atomic_dir(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]
     partial.mkdir(parents=True)
     yield partial
     old = path.with_name(f".{path.name}.old")
+    if old.exists():
+        shutil.rmtree(old)  # left by a run interrupted between the swap and the clean-up
     if path.exists() and replace:
         os.replace(path, old)
     elif path.exists():

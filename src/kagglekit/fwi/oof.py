@@ -52,6 +52,6 @@ def load_oof(path: str | Path) -> OOF:
     ids, pred = ids.iloc[order].reset_index(drop=True), pred[order]
     keys = ids["sample_id"].to_numpy()
     ids["fold"] = data.index["fold"].to_numpy()[keys]
-    truth = np.stack([np.asarray(data.velocity(int(k)), dtype=np.float32) for k in keys]) if len(keys) else np.zeros((0, 70, 70))
+    truth = data.velocities(keys)
     name = path.name if len(folds) > 1 or path != folds[0] else f"{path.parent.name}/{path.name}"
     return OOF(name, pred, ids, truth, roots)

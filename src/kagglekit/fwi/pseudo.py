@@ -50,7 +50,7 @@ def write_pseudo_folder(
     pred: np.ndarray, ids: list[str], out: Path, *, device: str = "cpu", batch: int = 32, progress: bool = True
 ) -> Path:
     """(N, 70, 70) predicted maps -> a generated folder of (simulate(map), map) rows."""
-    from kagglekit.fwi.physics import simulate
+    from kagglekit.fwi.augment.augment import simulate_maps
 
     maps = np.clip(np.asarray(pred, dtype=np.float32), VMIN, VMAX)  # (N, 70, 70)
     digest = hashlib.sha256(maps.tobytes()).hexdigest()[:16]
@@ -59,14 +59,11 @@ def write_pseudo_folder(
 
     def make_shard(shard: int, n: int) -> GeneratedRows:
         v = maps[shard * shard_size : shard * shard_size + n]
-        seismic = np.concatenate(
-            [simulate(torch.from_numpy(v[s : s + batch]).to(device)).cpu().numpy() for s in range(0, n, batch)]
-        )
+        seismic, _ = simulate_maps(v, device=device, batch=batch)
         origins = [format_origin("pseudo", [i]) for i in ids[shard * shard_size : shard * shard_size + n]]
         return GeneratedRows(v, seismic, ["pseudo"] * n, origins)
 
-    with torch.no_grad():
-        return write_generated_folder(out, plan, len(maps), shard_size, make_shard, progress=progress, desc="pseudo pairs")
+    return write_generated_folder(out, plan, len(maps), shard_size, make_shard, progress=progress, desc="pseudo pairs")
 
 
 def _score(pred_path: Path, ids: list[str], test_dir: Path, work: Path, tag: str, labels, device: str) -> dict:

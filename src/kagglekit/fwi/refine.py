@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from kagglekit.errors import UserError
+from kagglekit.fwi.constants import VMAX, VMIN
 from kagglekit.fwi.data.readers import TestFolder
 from kagglekit.io import atomic_path, atomic_write_text, read_ids, write_ids
 from kagglekit.progress import progress_bar
@@ -84,7 +85,7 @@ def start_misfits(
     with torch.no_grad():
         for start in range(0, len(ids), batch_size):
             chunk = ids[start : start + batch_size]
-            v = torch.from_numpy(np.asarray(pred[start : start + len(chunk)], np.float32)).clamp(1500, 4500).to(device)
+            v = torch.from_numpy(np.asarray(pred[start : start + len(chunk)], np.float32)).clamp(VMIN, VMAX).to(device)
             values[start : start + len(chunk)] = relative_misfit(v, _observed(folder, position, chunk).to(device)).cpu().numpy()
             bar.update(len(chunk))
     bar.close()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 
 from kagglekit.cli import command
-
-DEFAULT_OWNER = "kagglekit"  # the placeholder owner of the committed kernels
+from kagglekit.kaggle.stage import CODE_KIND, CODE_SLUG, CODE_TITLE, DEFAULT_OWNER, WEIGHTS_KIND
+from kagglekit.kaggle.wheels import REPACK_LEVEL
 
 
 def _stage_code(args) -> None:
@@ -138,11 +138,11 @@ def _publish(args, kind: str) -> None:
 
 
 def _publish_code(args) -> None:
-    _publish(args, "kagglekit-code")
+    _publish(args, CODE_KIND)
 
 
 def _publish_weights(args) -> None:
-    _publish(args, "kagglekit-weights")
+    _publish(args, WEIGHTS_KIND)
 
 
 def _whoami(args) -> None:
@@ -159,8 +159,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     c = command(commands, "stage-code", "kagglekit's wheel + the wheels Kaggle's image lacks, as a dataset folder")
     c.add_argument("out", help="folder to write (replaced when it holds an earlier code staging)")
     _owner(c)
-    c.add_argument("--slug", default="kagglekit-code", help="dataset slug (6-50 characters)")
-    c.add_argument("--title", default="kagglekit code", help="dataset title (6-50 characters)")
+    c.add_argument("--slug", default=CODE_SLUG, help="dataset slug (6-50 characters)")
+    c.add_argument("--title", default=CODE_TITLE, help="dataset title (6-50 characters)")
     c.add_argument(
         "--find-links",
         action="append",
@@ -177,7 +177,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--compress-level",
         type=int,
         choices=range(10),
-        default=1,
+        default=REPACK_LEVEL,
         metavar="0-9",
         help="deflate level of wheels repacked from installed copies (0: stored, larger upload, faster)",
     )

@@ -17,7 +17,6 @@ Nothing here imports deepwave, matplotlib or `kaggle`.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kagglekit.io import atomic_save_npy, atomic_write_text, read_ids, write_ids
+from kagglekit.io import atomic_save_npy, atomic_write_text, write_ids
 from kagglekit.kaggle import KaggleError
 from kagglekit.kaggle.paths import find_input, find_weights, kaggle_root
 from kagglekit.kaggle.stage import WEIGHTS_KIND, read_manifest
@@ -75,17 +74,13 @@ def _workers(num_workers: int | None) -> int:
 def _refine(
     blend: np.ndarray, ids: list[str], test_dir: Path, work: Path, minutes: float, device: str
 ) -> tuple[np.ndarray, list[str], str]:
-    """The blend refined by `kagglekit.fwi.refine` within `minutes`, when this kagglekit has it."""
-    if importlib.util.find_spec("kagglekit.fwi.refine") is None:
-        _log(f"refine_minutes={minutes} but this kagglekit has no kagglekit.fwi.refine: the blend is submitted unrefined")
-        return blend, ids, "refinement unavailable"
+    """The blend refined by `kagglekit.fwi.refine` within `minutes` (refined.npy keeps the ids' order)."""
     from kagglekit.fwi.refine import refine_file
 
     atomic_save_npy(work / "blend.npy", blend.astype(np.float32))
     write_ids(work / "ids.txt", ids)
-    out = Path(refine_file(work / "blend.npy", work / "ids.txt", test_dir, work / "out", budget_minutes=minutes, device=device))
-    refined = out / "refined.npy" if out.is_dir() else out  # the folder holds refined.npy and ids.txt
-    return np.load(refined).astype(np.float32), read_ids(refined.parent / "ids.txt"), f"refined within {minutes} min"
+    out = refine_file(work / "blend.npy", work / "ids.txt", test_dir, work / "out", budget_minutes=minutes, device=device)
+    return np.load(out / "refined.npy").astype(np.float32), ids, f"refined within {minutes} min"
 
 
 def fwi_submission(

@@ -247,7 +247,7 @@ def build_project_wheel(out_dir: Path, download: bool = True, compresslevel: int
         (built,) = Path(tmp, "dist").glob("*.whl")
         target = Path(out_dir) / built.name
         shutil.move(built, target)
-    name, version, _ = parse_wheel_name(target.name)
+    _, version, _ = parse_wheel_name(target.name)
     return Wheel(target, "kagglekit", version, f"built from {root}")
 
 

@@ -26,8 +26,11 @@ def parse_methods(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return methods
 
 
-def _simulate(velocity: np.ndarray, mirror: bool, device: str, batch: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """(n, 70, 70) -> records (n, 5, 1000, 70) and, with `mirror`, the records of the mirrored maps."""
+def simulate_maps(
+    velocity: np.ndarray, *, mirror: bool = False, device: str = "cpu", batch: int = 32
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(n, 70, 70) -> records (n, 5, 1000, 70) float32 and, with `mirror`, the records of the
+    mirrored maps (None otherwise); `batch` maps per simulator call on `device`."""
     from kagglekit.fwi.physics import simulate, simulate_with_mirror
 
     direct = np.zeros((len(velocity), *SEISMIC_SHAPE), dtype=np.float32)
@@ -60,16 +63,16 @@ def shard_maker(pool: ParentPool, methods: tuple[str, ...], seed: int, device: s
                 (parent,) = pool.pick(rng, 1)
                 draws.append(DrawnMap(pool.velocity(parent), pool.family(parent), "flip6", (parent,)))
         velocity = np.stack([d.velocity for d in draws])  # (n_draws, 70, 70)
-        direct, mirrored = _simulate(velocity, flip, device, batch)
-        rows_v, rows_s, family, origin = [], [], [], []
+        direct, mirrored = simulate_maps(velocity, mirror=flip, device=device, batch=batch)
+        rows = []  # (velocity, seismic, family, origin)
         for k, d in enumerate(draws):
             if d.method != "flip6":
-                rows_v.append(d.velocity), rows_s.append(direct[k]), family.append(d.family), origin.append(d.origin)
+                rows.append((d.velocity, direct[k], d.family, d.origin))
             if flip:
                 tag = "flip6" if d.method == "flip6" else f"{d.method}+flip6"
-                rows_v.append(d.velocity[:, ::-1]), rows_s.append(mirrored[k]), family.append(d.family)
-                origin.append(format_origin(tag, d.parents))
-        return GeneratedRows(np.stack(rows_v[:n]), np.stack(rows_s[:n]), family[:n], origin[:n])
+                rows.append((d.velocity[:, ::-1], mirrored[k], d.family, format_origin(tag, d.parents)))
+        v, seismic, family, origin = zip(*rows[:n], strict=True)
+        return GeneratedRows(np.stack(v), np.stack(seismic), list(family), list(origin))
 
     return make_shard
 

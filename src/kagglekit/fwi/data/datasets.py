@@ -52,9 +52,16 @@ class ConvertedFolder:
 
     def velocity(self, sample_id: int) -> np.ndarray:
         """(70, 70) float32 view."""
+        return self._velocities()[sample_id]
+
+    def velocities(self, sample_ids: np.ndarray) -> np.ndarray:
+        """(len(sample_ids), 70, 70) float32 copy, in the given order."""
+        return np.asarray(self._velocities()[np.asarray(sample_ids)], dtype=np.float32)
+
+    def _velocities(self) -> np.ndarray:
         if self._velocity is None:
             self._velocity = open_array(self.root / "velocity.npy")
-        return self._velocity[sample_id]
+        return self._velocity
 
     @property
     def generated(self) -> dict | None:

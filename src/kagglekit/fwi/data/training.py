@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from kagglekit.folds import EXCLUDED, fold_signature, split_for_fold
+from kagglekit.fwi.constants import VELOCITY_SHAPE
 from kagglekit.fwi.augment.folder import parse_origin
 from kagglekit.fwi.data.datasets import ConvertedFolder
 from kagglekit.fwi.data.readers import DataError
@@ -49,7 +50,7 @@ class TrainingData:
             parts.append(part)
         self.index = pd.concat(parts, ignore_index=True)  # row i has key i
         self._root_of = self.index["root"].to_numpy()
-        self._parent_folds = self._resolve_parent_folds()
+        self._parent_mask, self._parent_outside = self._resolve_parent_folds()
 
     def __len__(self) -> int:
         return len(self.index)
@@ -65,6 +66,17 @@ class TrainingData:
     def velocity(self, key: int) -> np.ndarray:
         folder, sid = self._locate(key)
         return folder.velocity(sid)
+
+    def velocities(self, keys: np.ndarray) -> np.ndarray:
+        """(len(keys), 70, 70) float32, one fancy-indexed read per folder."""
+        keys = np.asarray(keys, dtype=np.int64)
+        out = np.empty((len(keys), *VELOCITY_SHAPE), dtype=np.float32)
+        roots = self._root_of[keys]
+        for k, folder in enumerate(self.folders):
+            chosen = roots == k
+            if chosen.any():
+                out[chosen] = folder.velocities(keys[chosen] - self.offsets[k])
+        return out
 
     @functools.cached_property
     def families(self) -> list[str]:
@@ -84,34 +96,35 @@ class TrainingData:
             "list that converted folder in data.roots too: its folds decide which folds may train on these rows"
         )
 
-    def _resolve_parent_folds(self) -> list[frozenset[int] | None]:
-        """Per row: None for converted rows, else the set of its parents' folds (empty: no parents)."""
-        out: list[frozenset[int] | None] = []
-        for folder in self.folders:
-            if folder.generated is None:
-                out.extend([None] * len(folder))
-                continue
-            origins = folder.index["origin"].astype(str) if "origin" in folder.index else pd.Series([""] * len(folder))
-            if folder.generated.get("kind") != "augment":  # parents are not training rows (pseudo-labels)
-                out.extend([frozenset()] * len(folder))
-                continue
+    def _resolve_parent_folds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: a bit mask of its parents' cross-validation folds (bit f: a parent in fold f),
+        and whether a parent is in the holdout or in no fold. Zero / False for rows without
+        training parents (conversions, generator maps, pseudo-labels)."""
+        mask = np.zeros(len(self.index), dtype=np.int64)
+        outside = np.zeros(len(self.index), dtype=bool)
+        for k, folder in enumerate(self.folders):
+            if folder.generated is None or folder.generated.get("kind") != "augment":
+                continue  # pseudo-labels' parents are test maps, not training rows
             source_folds = self._source_of(folder).index["fold"].to_numpy()
-            for origin in origins:
-                parents = parse_origin(origin)[1]
-                out.append(frozenset(int(source_folds[int(p)]) for p in parents))
-        return out
+            if source_folds.max() >= 63:
+                raise DataError(f"{self._source_of(folder).root}: more than 63 folds are not supported")
+            start = self.offsets[k]
+            for row, origin in enumerate(folder.index["origin"].astype(str)):
+                for parent_fold in source_folds[[int(p) for p in parse_origin(origin)[1]]]:
+                    if parent_fold < 0:
+                        outside[start + row] = True
+                    else:
+                        mask[start + row] |= 1 << int(parent_fold)
+        return mask, outside
 
     def split(self, fold: int) -> tuple[np.ndarray, np.ndarray]:
         """(train keys, validation keys) for `fold` (-1: train on every fold, validate the holdout)."""
         folds = self.index["fold"].to_numpy()
         generated = self.index["generated"].to_numpy()
         train, valid = split_for_fold(np.where(generated, EXCLUDED, folds), fold, where=str(self.folders[0].root / "index.csv"))
-        usable = [
-            k
-            for k in np.flatnonzero(generated)
-            if all(p >= 0 for p in self._parent_folds[k]) and fold not in self._parent_folds[k]
-        ]
-        return np.sort(np.concatenate([train, np.asarray(usable, dtype=np.int64)])), valid
+        clear_of_fold = np.ones(len(folds), dtype=bool) if fold < 0 else (self._parent_mask >> fold) & 1 == 0
+        usable = np.flatnonzero(generated & ~self._parent_outside & clear_of_fold)
+        return np.sort(np.concatenate([train, usable])), valid
 
     def repeat(self, keys: np.ndarray, repeats: list[int]) -> np.ndarray:
         """`keys` with each folder's keys listed repeats[folder] times (0 drops the folder)."""

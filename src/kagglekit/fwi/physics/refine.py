@@ -129,14 +129,12 @@ class _Best:
 
     velocity: torch.Tensor  # (B, 70, 70)
     misfit: torch.Tensor  # (B,)
-    evaluations: int = 0
 
     def offer(self, velocity: torch.Tensor, data_misfit: torch.Tensor) -> None:
         # a gain within the simulator's float noise (1e-4 relative) is no reason to change a map
         better = torch.isfinite(data_misfit) & (data_misfit < self.misfit * (1 - 1e-4))
         self.velocity[better] = velocity[better]
         self.misfit[better] = data_misfit[better]
-        self.evaluations += 1
 
 
 class _Diverged(Exception):
