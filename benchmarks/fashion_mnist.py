@@ -9,7 +9,6 @@ the official 10,000-image test set.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 
 from kagglekit.config import load_config
 from kagglekit.engine.fit import fit
-from kagglekit.engine.runs import run_dir_for
+from kagglekit.engine.runs import RunFolder
 from kagglekit.vision.metrics import classification_metrics
 from kagglekit.vision.predict import load_vision_run, predict_probs
 from kagglekit.vision.quant import dequantize_into, export_quantized, quantized_layers
@@ -34,12 +33,13 @@ def main() -> None:
     rows = []
     for name in args.configs:
         cfg = load_config(ROOT / "configs" / "vision" / f"{name}.yaml")
-        run = run_dir_for(cfg, -1)
+        folder = RunFolder.of(cfg, -1)
+        run = folder.path
         if args.retrain and run.exists():
             shutil.rmtree(run)
-        if not (run / "best.pt").is_file():
+        if not folder.best.is_file():
             fit(cfg, fold=-1, progress=False)
-        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        records = folder.read_metrics()
         loaded = load_vision_run(run)
         test = loaded.task.test_dataset()
         labels = loaded.task.source.labels[test.indices]
@@ -51,7 +51,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save(export, Path(tmp) / "int.pt")
                 loaded.model = dequantize_into(
-                    loaded.task.build_model(), torch.load(Path(tmp) / "int.pt", weights_only=False)
+                    loaded.task.build_model(), torch.load(Path(tmp) / "int.pt", weights_only=True)
                 ).eval()
             qat_accuracy = metrics["accuracy"]
             metrics = classification_metrics(predict_probs(loaded, test), labels)

@@ -22,10 +22,12 @@ for RUN in "${RUNS[@]}"; do
   echo "[fwi_accuracy] $NAME wall time: $(( $(date +%s) - start )) s"
 done
 .venv/bin/python - runs/small_inversionnet runs/small_inversionnet_gain runs/small_unet <<'PY'
-import json, sys
+import sys
+
+from kagglekit.engine.runs import RunFolder
 
 def best(run):
-    rows = [json.loads(line) for line in open(f"{run}/fold0/metrics.jsonl")]
+    rows = RunFolder(f"{run}/fold0").read_metrics()
     return {**min(rows, key=lambda r: r["valid/mae"]), "epochs_done": rows[-1]["epochs_done"]}
 
 inv, inv_gain, unet = (best(r) for r in sys.argv[1:])

@@ -15,13 +15,14 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from kagglekit.engine.runs import RunFolder
 from kagglekit.fwi.pseudo import round_table
 from kagglekit.io import atomic_path, atomic_write_text
 from kagglekit.report import markdown_table
 
 
 def read_run(path: Path) -> dict:
-    rows = [json.loads(line) for line in (path / "fold0" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = RunFolder(path / "fold0").read_metrics()
     if not rows:
         raise SystemExit(f"{path}: no epochs in metrics.jsonl")
     model, budget = re.fullmatch(r"data_(\w+?)_(\d+)m", path.name).groups()
@@ -31,10 +32,9 @@ def read_run(path: Path) -> dict:
 
 def training_rows(run: Path) -> str:
     """What fold 0 of `run` trains on per epoch: converted rows, generated rows, on-the-fly pairs."""
-    from kagglekit.config import load_config
     from kagglekit.fwi.task import FWITask
 
-    task = FWITask(load_config(run / "fold0" / "config.yaml"))
+    task = FWITask(RunFolder(run / "fold0").config())
     train, valid = task.datasets(0)
     base = getattr(train, "base", train)
     generated = task.folder.index["generated"].to_numpy()[base.sample_ids]

@@ -39,9 +39,10 @@ for V in "${VARIANTS[@]}"; do
   start=$(date +%s)
   # shellcheck disable=SC2086  # the overrides are word lists
   .venv/bin/kagglekit train configs/fwi/small_unet.yaml --fold 0 "name=$NAME" ${OVERRIDES[$V]} ${EXTRA:-} > "runs/$NAME.log" 2>&1
-  .venv/bin/python - "runs/$NAME/fold0/metrics.jsonl" "$V" "$(( $(date +%s) - start ))" <<'PY'
-import json, sys
-records = [json.loads(line) for line in open(sys.argv[1]).read().splitlines()]
+  .venv/bin/python - "runs/$NAME/fold0" "$V" "$(( $(date +%s) - start ))" <<'PY'
+import sys
+from kagglekit.engine.runs import RunFolder
+records = RunFolder(sys.argv[1]).read_metrics()
 best = min(records, key=lambda r: r["valid/mae"])
 print(f"[unet_inputs] {sys.argv[2]:10s} {sys.argv[3]:>4s} s  best epoch {best['epoch']} of {records[-1]['epochs_done']:.2f} done  "
       f"train {best['train_loss']:.1f}  valid MAE {best['valid/mae']:.1f}")

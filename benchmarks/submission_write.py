@@ -1,4 +1,4 @@
-"""Whole `kagglekit fwi submit` (write + validate) at Kaggle size vs the pandas baseline, one run.
+"""Whole `kagglekit fwi write-csv` (check + write + validate) at Kaggle size vs the pandas baseline, one run.
 
 Inputs (generated into a temporary folder): N random fp16 velocity maps (N, 70, 70) as .npy, ids.txt
 and a sample submission (kagglekit.fwi.synthetic.write_sample_submission), N * 70 rows x 36 columns.
@@ -7,8 +7,9 @@ Each pipeline runs in its own process; seconds are wall time around that process
 start and imports included), CPU is the child's user + system time, peak memory its max RSS
 (os.wait4 rusage, that child alone):
 
-- kagglekit: `<venv>/bin/kagglekit fwi submit PRED --ids IDS --sample-submission S --out OUT`
-- submit(): the same through the library call in a bare interpreter (the command minus CLI start-up)
+- kagglekit: `<venv>/bin/kagglekit fwi write-csv PRED --sample-submission S --out FOLDER --name NAME`
+  (ids.txt beside PRED)
+- write_and_validate(): the same through the library call in a bare interpreter (the command minus CLI start-up)
 - pandas: the same table through pandas.DataFrame.to_csv(float_format="%.1f"), then validated the
   previous way (pandas.read_csv + the pre-pyarrow checks, kept below as `pandas_validate`).
 
@@ -33,9 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kagglekit.fwi.constants import GRID, VMAX, VMIN
-
-ODD_COLUMNS = np.arange(1, GRID, 2)  # x_1 .. x_69 (the children import only what they time)
+from kagglekit.fwi.constants import GRID, SCORED_COLUMNS, VMAX, VMIN
 
 
 def make_inputs(n: int, folder: Path) -> dict[str, Path]:
@@ -101,7 +100,7 @@ def pandas_pipeline(pred_path: str, ids_path: str, sample: str, out: str) -> Non
     pred = np.load(pred_path, mmap_mode="r")
     ids = Path(ids_path).read_text().split()
     frame = pd.DataFrame(
-        pred[:, :, ODD_COLUMNS].reshape(-1, len(ODD_COLUMNS)).astype(np.float32), columns=[f"x_{x}" for x in ODD_COLUMNS]
+        pred[:, :, SCORED_COLUMNS].reshape(-1, len(SCORED_COLUMNS)).astype(np.float32), columns=[f"x_{x}" for x in SCORED_COLUMNS]
     )
     frame.insert(0, "oid_ypos", [f"{i}_y_{y}" for i in ids for y in range(GRID)])
     frame.to_csv(out, index=False, float_format="%.1f")
@@ -116,8 +115,9 @@ def pandas_pipeline(pred_path: str, ids_path: str, sample: str, out: str) -> Non
 
 LIBRARY_CALL = """
 import json, sys
-from kagglekit.fwi.submission import submit
-r = submit(*sys.argv[1:5])
+from kagglekit.fwi.predictions import Predictions
+from kagglekit.fwi.submission import write_and_validate
+r = write_and_validate(Predictions.read(sys.argv[1]), *sys.argv[2:4])
 print(json.dumps({k: r[k] for k in ("write_s", "validate_s")}))
 """
 
@@ -168,26 +168,24 @@ def main() -> None:
             [
                 str(kagglekit),
                 "fwi",
-                "submit",
+                "write-csv",
                 str(inputs["pred"]),
-                "--ids",
-                str(inputs["ids"]),
                 "--sample-submission",
                 str(inputs["sample"]),
                 "--out",
-                str(out),
+                str(out.parent),
+                "--name",
+                out.stem,
             ]
         )
         phases = re.search(r"in ([\d.]+) s; validated in ([\d.]+) s", ours["stdout"])  # the command's own report, if it says
         if phases:
             ours.update(write_s=float(phases[1]), validate_s=float(phases[2]))
-        results["kagglekit fwi submit (numpy write + pyarrow validate)"] = (ours, out.stat().st_size / 1e6)
+        results["kagglekit fwi write-csv (range check + numpy write + pyarrow validate)"] = (ours, out.stat().st_size / 1e6)
         out.unlink()
-        lib = run_child(
-            [sys.executable, "-c", LIBRARY_CALL, str(inputs["pred"]), str(inputs["ids"]), str(inputs["sample"]), str(out)]
-        )
+        lib = run_child([sys.executable, "-c", LIBRARY_CALL, str(inputs["pred"]), str(inputs["sample"]), str(out)])
         lib.update(json.loads(lib["stdout"].strip().splitlines()[-1]))
-        results["kagglekit.fwi.submission.submit() alone"] = (lib, out.stat().st_size / 1e6)
+        results["kagglekit.fwi.submission.write_and_validate() alone"] = (lib, out.stat().st_size / 1e6)
         out.unlink()
         if not args.skip_pandas:
             out = tmp / "pandas.csv"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Train -> CV -> ensemble -> CSV. With no arguments: the embedded synthetic competition end to end
-# on CPU (trains small_unet fold 0 first if it has no run yet), then scores the CSV against the
-# hidden test labels.
+# Train -> CV -> ensemble -> CSV (written locally; `kagglekit kaggle submit` uploads it). With no
+# arguments: the embedded synthetic competition end to end on CPU (trains small_unet fold 0 first if
+# it has no run yet), then scores the CSV against the hidden test labels.
 #   bash scripts/make_submission.sh
 #   TEST=/kaggle/input/waveform-inversion/test SAMPLE=/kaggle/input/waveform-inversion/sample_submission.csv \
 #     bash scripts/make_submission.sh hgnet_b2 caformer_b36      # OOF-weighted blend of two configs
@@ -25,12 +25,13 @@ for CFG in "${CONFIGS[@]}"; do CV_RUNS+=("runs/$CFG"); done
 if [ ${#CONFIGS[@]} -gt 1 ]; then
   TESTS=()
   for CFG in "${CONFIGS[@]}"; do TESTS+=("$OUT/$CFG.npy"); done
-  "$KK" fwi ensemble --oof "${CV_RUNS[@]}" --preds "${TESTS[@]}" --method weights --out "$OUT/ensemble"
-  PRED="$OUT/ensemble/ensemble.npy"; IDS="$OUT/ensemble/ids.txt"; NAME="ensemble_$(IFS=_; echo "${CONFIGS[*]}")"
+  "$KK" fwi ensemble "${CV_RUNS[@]}" --preds "${TESTS[@]}" --method weights --out "$OUT/ensemble"
+  PRED="$OUT/ensemble/ensemble.npy"; NAME="ensemble_$(IFS=_; echo "${CONFIGS[*]}")"
 else
-  PRED="$OUT/${CONFIGS[0]}.npy"; IDS="$OUT/ids.txt"; NAME="${CONFIGS[0]}"
+  PRED="$OUT/${CONFIGS[0]}.npy"; NAME="${CONFIGS[0]}"
 fi
-"$KK" fwi submit "$PRED" --ids "$IDS" --sample-submission "$SAMPLE" --out "submissions/$NAME.csv"
+# ids.txt and runs.json beside PRED; writes submissions/NAME.csv and NAME.csv.sources.json (its run folders)
+"$KK" fwi write-csv "$PRED" --sample-submission "$SAMPLE" --out submissions --name "$NAME"
 LABELS="$(dirname "$TEST")/test_labels.npy"
 if [ -f "$LABELS" ]; then
   "$KK" fwi score "submissions/$NAME.csv" --labels "$LABELS" --label-ids "$(dirname "$TEST")/test_ids.csv"

@@ -18,6 +18,7 @@ NPROC="${NPROC:-1}"
 
 DATA_ROOT="$("$PY" -c 'import sys; from kagglekit.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).data.folders[0])' "$CONFIG" "$@")"
 if [ "$DATA_ROOT" = "data/synthetic/converted" ]; then
+  # `fwi simulate` runs one single-threaded worker per core (or one per GPU); training keeps torch's threads
   bash "$ROOT/scripts/make_synthetic.sh"
 fi
 

@@ -1,6 +1,8 @@
 """More data: fwi augment, data.roots (generated rows train only), velocity-time scaling, the
 on-the-fly simulation source and a pseudo-label round, on deepwave-simulated data."""
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,24 +10,20 @@ import torch
 
 from kagglekit.config import load_config
 from kagglekit.errors import UserError
-from kagglekit.fwi.augment import augment as augment_module
 from kagglekit.fwi.augment.augment import augment
-from kagglekit.fwi.augment.folder import parse_origin
-from kagglekit.fwi.augment.maps import ParentPool
-from kagglekit.fwi.data.convert import convert, recompute_folds
+from kagglekit.fwi.data.convert import recompute_folds
 from kagglekit.fwi.data.datasets import ConvertedFolder, FWITrainDataset
+from kagglekit.fwi.data.generated import parse_origin
 from kagglekit.fwi.data.readers import DataError
 from kagglekit.fwi.data.simulated import SimulatedDataset
 from kagglekit.fwi.data.timescale import time_scale
 from kagglekit.fwi.data.training import TrainingData
+from kagglekit.fwi.maps import ParentPool
 from kagglekit.fwi.physics import generate_family, simulate
+from kagglekit.fwi.physics.misfit import relative_misfit
+from kagglekit.fwi.predictions import Predictions
 from kagglekit.fwi.task import FWITask
 from tests.conftest import FWI_CONFIGS
-
-
-@pytest.fixture(scope="module")
-def converted(synthetic_competition, tmp_path_factory):
-    return convert(synthetic_competition / "train_samples", tmp_path_factory.mktemp("conv") / "c", progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -65,43 +63,19 @@ def test_flip6_rows_equal_the_simulation_of_the_flipped_map(converted, augmented
     np.testing.assert_array_equal(np.asarray(only.velocity(0)), np.asarray(source.velocity(parent))[:, ::-1])
 
 
-def test_augment_rerun_is_a_noop_and_an_interrupted_run_resumes(converted, tmp_path, monkeypatch):
-    whole = ConvertedFolder(
-        augment(converted, tmp_path / "whole", count=7, methods="affine,family", shard_size=3, progress=False)
-    )
+def test_augment_rerun_is_a_noop_and_another_plan_is_refused(converted, tmp_path):
+    # kills at any moment, then a resume: tests/test_parallel.py
+    args = {"count": 7, "methods": "affine,family", "shard_size": 3, "progress": False}
+    augment(converted, tmp_path / "whole", **args)
     stamp = (tmp_path / "whole" / "index.csv").stat().st_mtime_ns
-    augment(converted, tmp_path / "whole", count=7, methods="affine,family", shard_size=3, progress=False)
+    augment(converted, tmp_path / "whole", **args)
     assert (tmp_path / "whole" / "index.csv").stat().st_mtime_ns == stamp
     with pytest.raises(DataError, match="other data"):
-        augment(converted, tmp_path / "whole", count=8, methods="affine,family", shard_size=3, progress=False)
-
-    real = augment_module.shard_maker
-    made = []
-
-    def failing_maker(*args):
-        make = real(*args)
-
-        def make_shard(shard, n):
-            if shard == 1:
-                raise KeyboardInterrupt
-            made.append(shard)
-            return make(shard, n)
-
-        return make_shard
-
-    monkeypatch.setattr(augment_module, "shard_maker", failing_maker)
-    with pytest.raises(KeyboardInterrupt):
-        augment(converted, tmp_path / "cut", count=7, methods="affine,family", shard_size=3, progress=False)
-    assert not (tmp_path / "cut").exists() and (tmp_path / ".cut.partial" / "rows_00000.csv").is_file()
-    monkeypatch.setattr(augment_module, "shard_maker", real)
-    resumed = ConvertedFolder(
-        augment(converted, tmp_path / "cut", count=7, methods="affine,family", shard_size=3, progress=False)
-    )
-    assert made == [0] and not (tmp_path / ".cut.partial").exists()
-    pd.testing.assert_frame_equal(resumed.index, whole.index)
-    for i in range(7):
-        np.testing.assert_array_equal(np.asarray(resumed.velocity(i)), np.asarray(whole.velocity(i)))
-        assert torch.equal(resumed.seismic(i), whole.seismic(i))
+        augment(converted, tmp_path / "whole", **{**args, "count": 8})
+    for bad in ({"count": 0}, {"shard_size": 0}, {"batch": 0}):
+        with pytest.raises(UserError, match="must be >= 1"):
+            augment(converted, tmp_path / "bad", **{**args, **bad})
+    assert not (tmp_path / "bad").exists() and not (tmp_path / ".bad.partial").exists()
 
 
 def test_generated_rows_never_validate_and_skip_their_parents_fold(converted, augmented, tmp_path):
@@ -205,10 +179,9 @@ def test_training_reads_roots_and_on_the_fly_data_then_a_pseudo_label_round_fine
     ]
     cfg = load_config(FWI_CONFIGS / "tiny_unet.yaml", overrides)
     run = fit(cfg, fold=0, progress=False)
-    log = (run / "train.log").read_text() if (run / "train.log").exists() else ""
     assert (run / "best.pt").is_file() and (run / "oof_ids.csv").is_file()
     oof_ids = pd.read_csv(run / "oof_ids.csv")["sample_id"].to_numpy()
-    assert (oof_ids < len(ConvertedFolder(converted))).all(), log  # validation: converted rows only
+    assert (oof_ids < len(ConvertedFolder(converted))).all(), oof_ids  # validation: converted rows only
 
     comp = synthetic_competition
     report = pseudo_label_round(
@@ -224,11 +197,15 @@ def test_training_reads_roots_and_on_the_fly_data_then_a_pseudo_label_round_fine
         progress=False,
     )
     pseudo = ConvertedFolder(tmp_path / "round" / "pseudo")
-    ids = (tmp_path / "round" / "before" / "ids.txt").read_text().split()
-    assert list(pseudo.index["origin"]) == [f"pseudo:{i}" for i in ids]
-    pred = np.load(tmp_path / "round" / "before" / "tiny_unet.npy").astype(np.float32)
-    np.testing.assert_array_equal(np.asarray(pseudo.velocity(0)), np.clip(pred[0], 1500, 4500))
-    torch.testing.assert_close(pseudo.seismic(0), simulate(torch.from_numpy(np.clip(pred[0], 1500, 4500))[None])[0].half())
+    before = Predictions.read(tmp_path / "round" / "before" / "tiny_unet.npy")
+    assert list(pseudo.index["origin"]) == [f"pseudo:{i}" for i in before.ids]
+    # every pair is (simulate(map), map) for its test id's predicted map
+    maps = np.clip(before.float32(), 1500, 4500)
+    np.testing.assert_array_equal(np.stack([np.asarray(pseudo.velocity(i)) for i in range(len(pseudo))]), maps)
+    torch.testing.assert_close(
+        torch.stack([torch.as_tensor(np.asarray(pseudo.seismic(i))) for i in range(len(pseudo))]),
+        simulate(torch.from_numpy(maps)).half(),
+    )
     new_run = tmp_path / "runs" / "tiny_unet_pl1" / "fold0"
     assert (new_run / "best.pt").is_file()
     tuned = load_config(new_run / "config.yaml")
@@ -238,10 +215,40 @@ def test_training_reads_roots_and_on_the_fly_data_then_a_pseudo_label_round_fine
     train_keys = task.datasets(0)[0].base.sample_ids  # a MixedDataset: the run mixes in on-the-fly pairs
     pseudo_keys = train_keys[train_keys >= task.folder.offsets[2]]
     assert len(pseudo_keys) == 3 * len(pseudo) and len(set(pseudo_keys.tolist())) == len(pseudo)
-    for stage in ("before", "pseudo"):
-        assert np.isfinite(report[stage]["mae"]) and 0 <= report[stage]["misfit_mean"]
+    # the report's misfit and MAE are those of the stage's predictions, recomputed here
+    test_ids = pd.read_csv(comp / "test_ids.csv", dtype={"id": str})["id"].tolist()
+    truth = np.load(comp / "test_labels.npy")[[test_ids.index(i) for i in before.ids]]
+    observed = torch.stack([torch.from_numpy(np.load(comp / "test" / f"{i}.npy")) for i in before.ids])
+    for stage, path in (("before", "before/tiny_unet.npy"), ("pseudo", "pseudo/tiny_unet_pl1.npy")):
+        pred = Predictions.read(tmp_path / "round" / path).reordered(before.ids).float32()
+        misfit = relative_misfit(torch.from_numpy(np.clip(pred, 1500, 4500)), observed).numpy()
+        assert report[stage]["misfit_mean"] == pytest.approx(misfit.mean(), rel=1e-5)
+        assert report[stage]["misfit_median"] == pytest.approx(np.median(misfit), rel=1e-5)
+        assert report[stage]["mae"] == pytest.approx(np.abs(pred - truth)[:, :, 1::2].mean(), rel=1e-5)
+    assert report["pseudo"]["mae"] != report["before"]["mae"]  # the fine-tuned run's own predictions
     assert (tmp_path / "round" / "round.md").read_text().count("|") > 8
     with pytest.raises(UserError, match="other settings"):  # never silently reuse another round's run
         pseudo_label_round(run, comp / "test", tmp_path / "round2", finetune_minutes=0.05, epochs=1, lr_scale=0.5, progress=False)
     with pytest.raises(UserError, match="not a finished run"):
         pseudo_label_round(tmp_path / "runs", comp / "test", tmp_path / "r2", progress=False)
+
+    # --refine-minutes: a rerun re-predicts `before` (a new file, the same maps) and goes through; a
+    # round cut inside its refinement (no refined.json, no pairs yet) continues the refinement
+    options = {"finetune_minutes": 0.05, "epochs": 1, "name": "tiny_unet_refined", "refine_minutes": 0.1, "progress": False}
+    first = pseudo_label_round(run, comp / "test", tmp_path / "round_r", device="cpu", **options)
+    refined = Predictions.read(tmp_path / "round_r" / "refined" / "refined.npy")
+    pairs = ConvertedFolder(tmp_path / "round_r" / "pseudo")
+    np.testing.assert_array_equal(
+        np.stack([np.asarray(pairs.velocity(i)) for i in range(len(pairs))]), np.clip(refined.float32(), 1500, 4500)
+    )
+    again = pseudo_label_round(run, comp / "test", tmp_path / "round_r", device="cpu", **options)
+    assert again["refined"] == first["refined"]
+    (tmp_path / "round_r" / "refined.json").unlink()
+    shutil.rmtree(tmp_path / "round_r" / "pseudo")
+    shutil.rmtree(tmp_path / "runs" / "tiny_unet_refined")
+    cut = pseudo_label_round(run, comp / "test", tmp_path / "round_r", device="cpu", **options)
+    assert cut["refined"]["misfit_mean"] <= first["refined"]["misfit_mean"]
+    # the cached misfit of the first call is not reused for the refined maps of this one
+    refined = Predictions.read(tmp_path / "round_r" / "refined" / "refined.npy").reordered(before.ids).float32()
+    misfit = relative_misfit(torch.from_numpy(refined), observed).numpy()
+    assert cut["refined"]["misfit_mean"] == pytest.approx(misfit.mean(), rel=1e-5)

@@ -120,3 +120,47 @@ def test_registry_unknown_duplicate_and_bad_kwargs():
         reg.register("small")(lambda: 2)
     with pytest.raises(TypeError, match="colour"):
         reg.build("small", colour="red")
+
+
+def test_fwi_physics_section_is_strict_and_round_trips(tmp_path):
+    path = write(tmp_path, "task: fwi\nmodel: {name: unet}\nphysics:\n  weight: 10\n  samples: 1\n")
+    cfg = load_config(path)
+    assert (cfg.physics.weight, cfg.physics.samples, cfg.physics.warmup, cfg.physics.cycle_weight) == (10, 1, 0.1, 0)
+    save_config(cfg, tmp_path / "run" / "config.yaml")
+    assert load_config(tmp_path / "run" / "config.yaml") == cfg
+    with pytest.raises(ConfigError) as err:
+        load_config(path, ["physics.wieght=1"])
+    assert str(path) in str(err.value) and "physics.wieght: Extra inputs are not permitted" in str(err.value)
+    with pytest.raises(ConfigError, match=r"physics\.samples"):
+        load_config(path, ["physics.samples=0"])
+    with pytest.raises(ConfigError, match=r"physics: Extra inputs"):  # the section is fwi's, not vision's
+        config_from_dict({"name": "v", "task": "vision", "model": {"name": "m"}, "physics": {"weight": 1}})
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("physics_weight", "weight"),
+        ("physics_warmup", "warmup"),
+        ("physics_samples", "samples"),
+        ("cycle_weight", "cycle_weight"),
+        ("unlabeled_every", "unlabeled_every"),
+    ],
+)
+def test_old_train_physics_keys_point_to_the_physics_section(tmp_path, old, new):
+    path = write(tmp_path, f"task: fwi\nmodel: {{name: unet}}\ntrain:\n  {old}: 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert message == f"{path}: train.{old} is now physics.{new} (moved to the 'fwi' task's physics: section); rename"
+    with pytest.raises(ConfigError, match=rf"train\.{old} is now physics\.{new}"):  # as an override too
+        load_config(write(tmp_path, "task: fwi\nmodel: {name: unet}\n", "ok.yaml"), [f"train.{old}=1"])
+
+
+def test_physics_rules_across_sections(tmp_path):
+    path = write(tmp_path, "task: fwi\nmodel: {name: unet}\ndata: {unlabeled: data/test}\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: data\.unlabeled: .*set physics\.weight > 0 or drop data\.unlabeled$"):
+        load_config(path)
+    assert load_config(path, ["physics.weight=1"]).data.unlabeled == "data/test"
+    with pytest.raises(ConfigError, match=r"physics\.cycle_weight: the cycle term runs on unlabeled batches only"):
+        config_from_dict({"name": "a", "task": "fwi", "model": {"name": "m"}, "physics": {"weight": 1, "cycle_weight": 0.1}})

@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,22 +17,15 @@ from kagglekit.engine.fit import fit, make_loader, predict_loader
 from kagglekit.engine.task import build_task
 from kagglekit.fwi.data.convert import convert, recompute_folds
 from kagglekit.fwi.metrics import sample_mae
-from tests.conftest import train_command
+from tests.conftest import FWI_CONFIGS, train_command
 
-ROOT = Path(__file__).resolve().parents[1]
 # tiny_unet, 10 epochs on 64 training samples reaches 582 m/s against 767 for the training mean
 # map (0.76) and 832 for the untrained model (0.70): the bars below leave ~5% of margin.
 MEAN_MAP_RATIO = 0.8
-CONFIGS = ROOT / "configs" / "fwi"
-
-
-@pytest.fixture(scope="module")
-def converted(synthetic_competition, tmp_path_factory):
-    return convert(synthetic_competition / "train_samples", tmp_path_factory.mktemp("conv") / "c", progress=False)
 
 
 def cfg_for(name, converted, tmp_path, *overrides):
-    return load_config(CONFIGS / f"{name}.yaml", [f"data.root={converted}", f"out_dir={tmp_path / 'runs'}", *overrides])
+    return load_config(FWI_CONFIGS / f"{name}.yaml", [f"data.root={converted}", f"out_dir={tmp_path / 'runs'}", *overrides])
 
 
 def test_short_run_lowers_validation_mae_and_writes_run_folder(converted, tmp_path):
@@ -191,26 +183,98 @@ def test_cpu_bf16_autocast_is_opt_in_and_trains(converted, tmp_path):
     assert np.load(run / "oof.npy").dtype == np.float16
 
 
-def test_physics_term_and_unlabeled_batches_train_and_are_logged(converted, synthetic_competition, tmp_path):
-    """The seismic misfit of predictions (labeled sub-batches and unlabeled test batches, plus the
-    cycle term) enters the loss: same seed, other weights; each term has its metrics.jsonl column."""
-    common = ["train.epochs=1", "data.max_train_samples=4", "train.batch_size=2", "train.ema_decay=null"]
-    plain = fit(cfg_for("tiny_unet", converted, tmp_path / "plain", *common), fold=0, progress=False)
-    physics = [
-        "train.physics_weight=100",
-        "train.physics_warmup=0",
-        "train.physics_samples=1",
-        "train.unlabeled_every=1",
-        "train.cycle_weight=0.1",
+PHYSICS_COMMON = ["train.epochs=1", "data.max_train_samples=4", "train.batch_size=2", "train.ema_decay=null"]
+
+
+def _records(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _param_grads(model, loss):
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in model.parameters()])
+
+
+def test_physics_term_is_what_moves_the_weights(converted, tmp_path):
+    """Against a control with physics.weight=0 and identical data and RNG, the trained weights
+    differ, and the gradient of the task's objective differs from the control's by exactly
+    weight x the gradient of the relative misfit (so a detached or zeroed term fails)."""
+    weight = 100.0
+    physics = [f"physics.weight={weight}", "physics.warmup=0", "physics.samples=1"]
+    control = fit(cfg_for("tiny_unet", converted, tmp_path / "control", *PHYSICS_COMMON), fold=0, progress=False)
+    cfg = cfg_for("tiny_unet", converted, tmp_path / "physics", *PHYSICS_COMMON, *physics)
+    run = fit(cfg, fold=0, progress=False)
+    a, b = load_checkpoint(control / "last.pt")["model"], load_checkpoint(run / "last.pt")["model"]
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    # every term the task returns is logged; "loss" (train_loss) is the weighted total
+    (record,) = _records(run)
+    assert record["train_physics"] > 0 and np.isfinite(record["train_supervised"])
+    assert record["train_loss"] == pytest.approx(record["train_supervised"] + weight * record["train_physics"], rel=1e-5)
+    assert {"train_physics", "train_supervised"}.isdisjoint(_records(control)[0])
+
+    # one batch: gradient(weight W) - gradient(weight 0) == W x gradient(misfit of the first sample)
+    from kagglekit.fwi.constants import VMAX, VMIN
+    from kagglekit.fwi.physics.misfit import relative_misfit
+
+    task, task0 = build_task(cfg), build_task(cfg_for("tiny_unet", converted, tmp_path / "c0", *PHYSICS_COMMON))
+    train, _ = task.datasets(0)
+    batch = next(iter(make_loader(train, cfg, DistContext(), 0, train=True)))
+    torch.manual_seed(0)
+    model = task.build_model().eval()  # eval: batch-norm statistics stay put between the passes
+    g_w = _param_grads(model, task.train_loss(task.forward(model, batch), batch, progress=0.5)["loss"])
+    g_0 = _param_grads(model, task0.train_loss(task0.forward(model, batch), batch, progress=0.5)["loss"])
+    out = task.forward(model, batch)
+    g_m = _param_grads(model, relative_misfit(out[:1].clamp(VMIN, VMAX), batch["seismic"][:1]).mean())
+    assert g_m.norm() > 0
+    torch.testing.assert_close(g_w - g_0, weight * g_m, rtol=1e-3, atol=1e-3 * float((weight * g_m).abs().max()))
+    # the ramp is the task's: at progress 0 with a warmup the term is computed but weighs nothing
+    ramped = build_task(cfg_for("tiny_unet", converted, tmp_path / "r", *PHYSICS_COMMON, *physics, "physics.warmup=0.5"))
+    terms = ramped.train_loss(out, batch, progress=0.0)
+    assert terms["physics"] > 0 and torch.equal(terms["loss"], terms["supervised"])
+    assert ramped.physics_weight(0.25) == pytest.approx(weight / 2) and ramped.physics_weight(0.9) == weight
+
+
+def test_unlabeled_batches_train_through_the_task_extra_loss(converted, synthetic_competition, tmp_path):
+    """data.unlabeled: the engine draws the task's extra batches every physics.unlabeled_every steps
+    and logs each extra term; the unlabeled misfit and the cycle term both reach the weights."""
+    unlabeled = [
+        "physics.weight=100",
+        "physics.warmup=0",
+        "physics.samples=1",
+        "physics.unlabeled_every=1",
+        "physics.cycle_weight=0.1",
         f"data.unlabeled={synthetic_competition / 'test'}",
     ]
-    run = fit(cfg_for("tiny_unet", converted, tmp_path / "physics", *common, *physics), fold=0, progress=False)
-    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
-    for key in ("train_physics", "train_unlabeled_physics", "train_unlabeled_cycle"):
+    cfg = cfg_for("tiny_unet", converted, tmp_path / "u", *PHYSICS_COMMON, *unlabeled)
+    run = fit(cfg, fold=0, progress=False)
+    (record,) = _records(run)
+    for key in ("train_physics", "train_unlabeled_physics", "train_unlabeled_cycle", "train_unlabeled_loss"):
         assert np.isfinite(record[key]) and record[key] > 0, key
-    assert "train_physics" not in json.loads((plain / "metrics.jsonl").read_text())
-    a = load_checkpoint(plain / "last.pt")["model"]
-    b = load_checkpoint(run / "last.pt")["model"]
-    assert any(not torch.equal(a[k], b[k]) for k in a)
-    with pytest.raises(ValueError, match="physics_weight > 0"):
-        fit(cfg_for("tiny_unet", converted, tmp_path / "bad", *common, physics[-1]), fold=0, progress=False)
+    assert record["train_unlabeled_loss"] == pytest.approx(
+        100 * record["train_unlabeled_physics"] + 0.1 * record["train_unlabeled_cycle"], rel=1e-5
+    )
+    # the gradient of one unlabeled batch: the misfit's and the cycle term's each reach the model
+    task = build_task(cfg)
+    batch = next(iter(make_loader(task.extra_data().dataset, cfg, DistContext(), 0, train=True, batch_size=1)))
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    no_cycle = build_task(cfg_for("tiny_unet", converted, tmp_path / "n", *PHYSICS_COMMON, *unlabeled, "physics.cycle_weight=0"))
+    g_all = _param_grads(model, task.extra_loss(model, batch, progress=1.0)["loss"])
+    g_misfit = _param_grads(model, no_cycle.extra_loss(model, batch, progress=1.0)["loss"])
+    assert g_misfit.norm() > 0 and (g_all - g_misfit).norm() > 0
+
+
+def test_unlabeled_without_a_physics_weight_is_one_line(synthetic_competition, tmp_path, capsys):
+    from kagglekit.cli import main
+
+    config = FWI_CONFIGS / "tiny_unet.yaml"
+    assert main(["train", str(config), f"data.unlabeled={synthetic_competition / 'test'}", f"out_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    assert err.startswith(f"error: {config}: data.unlabeled:") and "physics.weight > 0" in err
+    assert not (tmp_path / "tiny_unet").exists()  # nothing left behind
+    # the physics keys moved out of the core train: section: an old key points to the new one
+    assert main(["train", str(config), "train.physics_weight=100", f"out_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "train.physics_weight is now physics.weight" in err and "physics: section" in err

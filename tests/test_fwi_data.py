@@ -9,6 +9,7 @@ from kagglekit.folds import assign_folds
 from kagglekit.fwi.data import DataError, KaggleTrainSamples, OpenFWIFiles, TestFolder, flip_seismic, flip_velocity
 from kagglekit.fwi.data.convert import convert, recompute_folds
 from kagglekit.fwi.data.datasets import ConvertedFolder, FWITestDataset, FWITrainDataset
+from kagglekit.fwi.data.training import TrainingData
 
 
 def make_pair(folder, seis_name, vel_name, n, rng, dtype=np.float32):
@@ -192,6 +193,21 @@ def test_train_dataset_items_and_flip(mixed_tree, tmp_path):
     assert torch.equal(b["seismic"], flip_seismic(a["seismic"]))
     assert torch.equal(b["velocity"], flip_velocity(a["velocity"]))
     assert torch.equal(b["seismic"][0, :, 0], a["seismic"][4, :, 69])  # source 0 <-> source 4, mirrored
+
+
+def test_family_codes_index_the_sorted_families_of_each_table(mixed_tree, tmp_path, rng):
+    root, _ = mixed_tree
+    make_pair(tmp_path / "more" / "CurveVel_A", "data/data1.npy", "model/model1.npy", 5, rng)
+    first = ConvertedFolder(convert(root, tmp_path / "first", progress=False))
+    data = TrainingData([str(first.root), str(convert(tmp_path / "more", tmp_path / "second", progress=False))])
+    assert first.families == ["CurveFault_B", "FlatVel_A", "Style_B"]
+    assert data.families == ["CurveFault_B", "CurveVel_A", "FlatVel_A", "Style_B"]  # the union, re-coded
+    for table in (first, data):
+        codes = table.family_codes()
+        assert codes.dtype == np.int64 and len(codes) == len(table)
+        assert (np.asarray(table.families)[codes] == table.index["family"].to_numpy()).all()
+    item = FWITrainDataset(data, np.arange(len(data)))[0]  # key 0: the first folder's sample 0
+    assert data.families[int(item["family"])] == first.index["family"][0]
 
 
 def test_test_folder_checks_files(tmp_path, rng):

@@ -6,7 +6,6 @@ Marked `gpu`: skipped cleanly on machines without CUDA (`pytest -m gpu` runs onl
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,20 +14,15 @@ from kagglekit.config import load_config
 from kagglekit.engine.amp import amp_dtype, native_bf16
 from kagglekit.engine.checkpoint import load_checkpoint
 from kagglekit.engine.fit import fit
-from kagglekit.fwi.data.convert import convert
-from tests.conftest import train_command
+from tests.conftest import FWI_CONFIGS, train_command
 
 pytestmark = pytest.mark.gpu
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "fwi"
-
-
-@pytest.fixture(scope="module")
-def converted(synthetic_competition, tmp_path_factory):
-    return convert(synthetic_competition / "train_samples", tmp_path_factory.mktemp("conv") / "c", progress=False)
 
 
 def _run(converted, tmp_path, *overrides, name="tiny_unet"):
-    cfg = load_config(CONFIGS / f"{name}.yaml", [f"data.root={converted}", f"out_dir={tmp_path}", "train.epochs=2", *overrides])
+    cfg = load_config(
+        FWI_CONFIGS / f"{name}.yaml", [f"data.root={converted}", f"out_dir={tmp_path}", "train.epochs=2", *overrides]
+    )
     run = fit(cfg, fold=0, progress=False)
     return run, [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 

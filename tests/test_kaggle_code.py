@@ -5,12 +5,13 @@ deepwave (no network); the folder installs into an empty target and the real `ka
 it. The committed kernel script then runs on a fake Kaggle tree in a Python that cannot import
 kagglekit, segmentation-models-pytorch, deepwave or kaggle until the script installs the staged
 wheels (a bare venv seeing every other package of .venv through a .pth file, pip's own
-configuration switched off); its submission.csv validates and matches `fwi predict` + `fwi submit`
+configuration switched off); its submission.csv validates and matches `fwi predict` + `fwi write-csv`
 (or the ensemble.json blend) computed here, under both mount layouts.
 """
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -19,14 +20,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from kagglekit.cli import main
+from kagglekit.config import load_config
+from kagglekit.errors import UserError
 from kagglekit.fwi.ensemble import Blend, blend_config_predictions
-from kagglekit.fwi.submission import write_submission
+from kagglekit.fwi.submission import write_csv
 from kagglekit.kaggle.stage import read_manifest, sha256_file, stage_code, stage_weights
 from kagglekit.kaggle.validate import validate_folder
-from tests.test_kaggle_stage import make_run
-from tests.test_kernels import kaggle_cli
+from tests.conftest import kaggle_cli, make_run
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL = ROOT / "kernels" / "kagglekit-fwi-submission" / "submission.py"
@@ -179,23 +182,9 @@ def test_submission_kernel_end_to_end_on_both_layouts(runs, code, bare_python, c
     assert main(["fwi", "validate", str(csv), "--sample-submission", str(sample)]) == 0
     pred = tmp_path / "pred"
     assert main(["fwi", "predict", str(unet_run), "--test-dir", str(comp / "test"), "--out", str(pred), "--workers", "0"]) == 0
+    args = ["fwi", "write-csv", str(pred / "tiny_unet.npy"), "--sample-submission", str(sample), "--out", str(tmp_path)]
+    assert main([*args, "--name", "local"]) == 0
     local = tmp_path / "local.csv"
-    assert (
-        main(
-            [
-                "fwi",
-                "submit",
-                str(pred / "tiny_unet.npy"),
-                "--ids",
-                str(pred / "ids.txt"),
-                "--sample-submission",
-                str(sample),
-                "--out",
-                str(local),
-            ]
-        )
-        == 0
-    )
     assert_same_csv(csv, local)
     assert run_python(bare_python, "-c", PROBE).stdout.strip() == str(["kagglekit", "segmentation_models_pytorch", "deepwave"])
 
@@ -231,32 +220,98 @@ def test_submission_kernel_end_to_end_on_both_layouts(runs, code, bare_python, c
         )
         == 0
     )
-    blend, ids = blend_config_predictions(both, ["tiny_inversionnet", "tiny_unet"], ensemble)
-    assert_same_csv(csv, write_submission(blend, ids, sample, tmp_path / "local2.csv"))
+    blend = blend_config_predictions(both, ["tiny_inversionnet", "tiny_unet"], ensemble)
+    assert_same_csv(csv, write_csv(blend, sample, tmp_path / "local2.csv"))
 
 
-def test_refinement_is_used_when_asked_for(runs, competition, tmp_path, monkeypatch):
-    """fwi_submission in-process with a stand-in `fwi refine` (+100 m/s): its output is what is submitted."""
-    import kagglekit.fwi.refine
-    from kagglekit.io import read_ids, write_ids
-    from kagglekit.kaggle.runtime import fwi_submission
+def test_a_pseudo_label_run_whose_parent_is_gone_runs_on_kaggle(code, bare_python, competition, tmp_path):
+    """A `fwi pseudo-label` round's run starts from its parent's best.pt (`model.pretrained`); staged
+    and run by the kernel with the parent deleted, it predicts from its own best.pt alone."""
+    parent = make_run(tmp_path / "parent", "fwi/tiny_inversionnet")
+    child = make_run(
+        tmp_path / "runs",
+        "fwi/tiny_inversionnet",
+        "fold0",
+        "name=tiny_inversionnet_pl1",
+        f"model.pretrained={parent / 'best.pt'}",
+    )
+    weights, _ = stage_weights([child], tmp_path / "weights")
+    assert load_config(weights / "tiny_inversionnet_pl1__fold0.yaml").model.pretrained == str(parent / "best.pt")
+    shutil.rmtree(tmp_path / "parent")
+    root = kaggle_tree(tmp_path / "kaggle", "new", competition, code, weights)
+    result = run_kernel(bare_python, root)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "wrote and validated" in result.stdout
+    assert (
+        main(
+            [
+                "fwi",
+                "validate",
+                str(root / "working" / "submission.csv"),
+                "--sample-submission",
+                str(competition / "sample_submission.csv"),
+            ]
+        )
+        == 0
+    )
 
-    calls = []
 
-    def refine_file(pred_path, ids_path, test_dir, out_dir, *, budget_minutes=None, device="cpu", **kwargs):
-        calls.append((Path(test_dir), budget_minutes, device))
-        Path(out_dir).mkdir()
-        np.save(Path(out_dir) / "refined.npy", (np.load(pred_path) + 100).astype(np.float16))
-        write_ids(Path(out_dir) / "ids.txt", read_ids(ids_path))
-        return Path(out_dir)
+class Planted:
+    """Unpickling this runs a shell command: what a hostile best.pt would carry."""
 
-    monkeypatch.setattr(kagglekit.fwi.refine, "refine_file", refine_file)
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def test_a_planted_checkpoint_is_refused_by_stage_weights_and_by_the_kernel(runs, competition, tmp_path, capsys):
+    from kagglekit.fwi.kernels import fwi_submission
+    from kagglekit.kaggle.stage import write_manifest
+
+    marker = tmp_path / "MARKER"
+    hostile = tmp_path / "runs" / "tiny_inversionnet" / "fold0"
+    shutil.copytree(runs[1], hostile)
+    torch.save({"model": Planted(f"touch {marker}"), "epoch": 1}, hostile / "best.pt")
+    assert main(["kaggle", "stage-weights", str(hostile), "--out", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(hostile / "best.pt") in err
+    assert not marker.exists() and not (tmp_path / "w").exists()
+
+    # a weights folder whose manifest vouches for the planted file (sizes and hashes rewritten)
     weights, _ = stage_weights([runs[1]], tmp_path / "weights")
-    plain = kaggle_tree(tmp_path / "plain", "new", competition, tmp_path, weights)
-    refined = kaggle_tree(tmp_path / "refined", "new", competition, tmp_path, weights)
+    shutil.copyfile(hostile / "best.pt", weights / "tiny_inversionnet__fold0.pt")
+    write_manifest(weights, {k: v for k, v in read_manifest(weights).items() if k != "files"})
+    root = kaggle_tree(tmp_path / "kaggle", "new", competition, tmp_path, weights)
+    with pytest.raises(UserError, match="tiny_inversionnet__fold0.pt|best.pt"):
+        fwi_submission("kagglekit/kagglekit-fwi-weights", root=root, num_workers=0, device="cpu")
+    assert not marker.exists() and not (root / "working" / "submission.csv").exists()
+
+
+def test_refinement_is_used_when_asked_for(runs, synthetic_competition, tmp_path):
+    """fwi_submission in-process with the real refinement (4 simulated test maps, 1 iteration): what
+    is submitted is `refine_predictions` of the blend, computed here the same way."""
+    from kagglekit.fwi.ensemble import blend_config_predictions
+    from kagglekit.fwi.kernels import fwi_submission
+    from kagglekit.fwi.predict import predict_runs
+    from kagglekit.fwi.refine import refine_predictions
+
+    comp = synthetic_competition
+    weights, _ = stage_weights([runs[1]], tmp_path / "weights")
+    plain = kaggle_tree(tmp_path / "plain", "new", comp, tmp_path, weights)
+    refined = kaggle_tree(tmp_path / "refined", "new", comp, tmp_path, weights)
     fwi_submission("kagglekit/kagglekit-fwi-weights", root=plain, num_workers=0, device="cpu")
-    fwi_submission("kagglekit/kagglekit-fwi-weights", root=refined, num_workers=0, device="cpu", refine_minutes=2.0)
-    assert calls == [(refined / "input/competitions/waveform-inversion/test", 2.0, "cpu")]
+    fwi_submission(
+        "kagglekit/kagglekit-fwi-weights", root=refined, num_workers=0, device="cpu", refine_minutes=10.0, refine_iters=1
+    )
+    predict_runs([runs[1]], comp / "test", tmp_path / "pred", num_workers=0, device="cpu", progress=False)
+    blend = blend_config_predictions(tmp_path / "pred", ["tiny_inversionnet"])
+    local = refine_predictions(blend, comp / "test", tmp_path / "local", minutes=10.0, iters=1, progress=False)
+    residuals = pd.read_csv(tmp_path / "local" / "residuals.csv")
+    assert len(residuals) == len(blend) and residuals["accepted"].sum() >= 1  # refinement changed something
+    expected = write_csv(local, comp / "sample_submission.csv", tmp_path / "expected.csv")
+    assert_same_csv(refined / "working/submission.csv", expected)
     a = pd.read_csv(plain / "working/submission.csv").iloc[:, 1:].to_numpy()
     b = pd.read_csv(refined / "working/submission.csv").iloc[:, 1:].to_numpy()
-    assert np.abs(np.minimum(a + 100, 4500) - b).max() <= 2.05  # float16 storage of the refined maps
+    assert np.abs(a - b).max() > 1.0  # the refined maps were submitted, not the blend

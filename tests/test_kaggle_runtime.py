@@ -2,6 +2,7 @@
 paused by the session limit continues from the kernel's earlier output; staged vision runs
 predict a competition laid out as train.csv + image folders."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,8 +14,9 @@ import yaml
 from kagglekit.config import load_config
 from kagglekit.engine.fit import fit
 from kagglekit.fwi.data.convert import convert
-from kagglekit.kaggle.runtime import fwi_training, vision_submission
+from kagglekit.fwi.kernels import fwi_training
 from kagglekit.kaggle.stage import stage_weights
+from kagglekit.vision.kernels import vision_submission
 from kagglekit.vision.predict import predict_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +51,7 @@ def test_training_kernel_pauses_then_continues_from_its_earlier_output(converted
     run = fwi_training("kagglekit/kagglekit-fwi-converted", "tiny", text, fold=0, epochs_per_session=1, root=first, nproc=0)
     assert run == first / "working" / "runs" / "tiny" / "fold0" and (run / "last.pt").is_file() and (run / "best.pt").is_file()
     status = json.loads((first / "working" / "kagglekit-training.json").read_text())
+    assert status.pop("config_sha256") == hashlib.sha256(text.encode()).hexdigest()  # which baked-in config ran
     assert status == {"config": "tiny", "fold": 0, "epochs_done": 1, "epochs": 2, "finished": False}
     assert "paused after epoch 1" in capfd.readouterr().out
 
@@ -61,7 +64,7 @@ def test_training_kernel_pauses_then_continues_from_its_earlier_output(converted
         text,
         fold=0,
         epochs_per_session=1,
-        previous="kagglekit/kagglekit-fwi-training",
+        resume_from="kagglekit/kagglekit-fwi-training",
         root=second,
         nproc=0,
     )
@@ -74,6 +77,33 @@ def test_training_kernel_pauses_then_continues_from_its_earlier_output(converted
         load_config(run / "config.yaml").data.root == str(converted.resolve())
         or "kagglekit-fwi-converted" in load_config(run / "config.yaml").data.root
     )
+
+
+KERNEL_BODY = """
+from kagglekit.fwi.kernels import fwi_training
+
+fwi_training("kagglekit/kagglekit-fwi-converted", "tiny", {text!r}, fold=0, epochs_per_session=1, nproc=2, root={root!r})
+"""
+
+
+def test_training_kernel_relaunches_its_own_script_on_two_ranks(converted, tmp_path, capfd):
+    """With 2 devices the kernel's script runs again under torchrun; each rank trains in-process (DDP,
+    gloo on CPU here) and the launcher writes the status once both are done."""
+    config = yaml.safe_load((ROOT / "configs" / "fwi" / "tiny_inversionnet.yaml").read_text())
+    config["train"].update(epochs=2, num_workers=0, batch_size=2)
+    config["data"]["max_train_samples"] = 4
+    root = tmp_path / "kaggle"
+    mount(root, "datasets/kagglekit/kagglekit-fwi-converted", converted)
+    script = tmp_path / "training.py"  # what the rendered kernel runs once the wheels are installed
+    script.write_text(KERNEL_BODY.format(text=yaml.safe_dump(config), root=str(root)))
+    run = fwi_training(
+        "kagglekit/kagglekit-fwi-converted", "tiny", yaml.safe_dump(config), 0, 1, root=root, nproc=2, script=script
+    )
+    out = capfd.readouterr().out
+    assert "torch.distributed.run" in out and "nproc_per_node=2" in out and str(script) in out
+    assert "world 2" in out  # the engine's start line: both ranks in one DDP group
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert json.loads((root / "working" / "kagglekit-training.json").read_text())["epochs_done"] == 1
 
 
 def _png(path: Path, image: np.ndarray) -> None:

@@ -10,32 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from kagglekit.config import load_config, save_config
-from kagglekit.engine.checkpoint import save_checkpoint
-from kagglekit.engine.task import build_task
+from kagglekit.config import load_config
 from kagglekit.fwi.ensemble import Blend
 from kagglekit.kaggle import KaggleError
 from kagglekit.kaggle.stage import read_manifest, sha256_file, stage_weights
 from kagglekit.kaggle.validate import validate_folder
 from kagglekit.kaggle.wheels import parse_wheel_name, repack_installed, runtime_requirements, suits_kaggle
-from tests.test_kernels import kaggle_cli
+from tests.conftest import kaggle_cli, make_run
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL = ROOT / "kernels" / "kagglekit-fwi-submission"
-
-
-def make_run(root: Path, config: str, fold: str = "fold0", *overrides: str) -> Path:
-    """A run folder as `fit` leaves it (resolved config.yaml, best.pt with the model weights)."""
-    cfg = load_config(ROOT / "configs" / config.split("/")[0] / f"{config.split('/')[1]}.yaml", [f"out_dir={root}", *overrides])
-    run = root / cfg.name / fold
-    run.mkdir(parents=True)
-    save_config(cfg, run / "config.yaml")
-    torch.manual_seed(0)
-    model = build_task(cfg).build_model()
-    save_checkpoint({"model": model.state_dict(), "epoch": 2, "metrics": {"mae": 123.4, "mae/FlatVel_A": 99.0}}, run / "best.pt")
-    return run
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from kagglekit.cli import main
+from kagglekit.config import Strict
+from kagglekit.engine.task import TASKS, TaskSpec, register_task
 from kagglekit.kaggle import KaggleError
-from kagglekit.kaggle.kernels import render_kernel, slugify
+from kagglekit.kaggle.kernels import KernelKind, KernelOption, kernel_kinds, render_kernel, slugify
+from kagglekit.kaggle.paths import find_input, kaggle_root
 from kagglekit.kaggle.validate import validate_folder
+from kagglekit.registry import Registry
+from tests.conftest import kaggle_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = sorted(p.parent for p in (ROOT / "kernels").glob("*/kernel-metadata.json"))
@@ -22,18 +28,6 @@ KINDS = {
     "kagglekit-fwi-training": "fwi-training",
     "kagglekit-vision-submission": "vision-submission",
 }
-KAGGLE = Path(sys.executable).parent / "kaggle"
-
-
-def kaggle_env(home: Path) -> dict:
-    """Dummy username/key (checked only over the network), no token, config in a temp dir (KAGGLE.md)."""
-    env = {k: v for k, v in os.environ.items() if k != "KAGGLE_API_TOKEN"}
-    return {**env, "KAGGLE_USERNAME": "kagglekit-test", "KAGGLE_KEY": "0" * 32, "HOME": str(home), "KAGGLE_CONFIG_DIR": str(home)}
-
-
-def kaggle_cli(*args: str, home: Path) -> str:
-    result = subprocess.run([str(KAGGLE), *args], env=kaggle_env(home), capture_output=True, text=True, timeout=120)
-    return result.stdout + result.stderr
 
 
 def test_committed_kernels_are_what_render_kernel_writes(tmp_path):
@@ -82,7 +76,9 @@ def test_render_options(tmp_path):
     assert meta["model_sources"] == ["someone/kagglekit-fwi/pyTorch/default/2"] and meta["competition_sources"] == [
         "waveform-inversion"
     ]
-    assert 'OPTIONS = {"batch_size": 64, "refine_minutes": 30.0}' in (out / "submission.py").read_text()
+    script = (out / "submission.py").read_text()
+    assert "BATCH_SIZE = 64  #" in script and "REFINE_MINUTES = 30.0  #" in script  # typed like the option
+    assert "from kagglekit.fwi.kernels import fwi_submission" in script
     assert validate_folder(out) == ["kernel-metadata.json"]
     out = render_kernel("fwi-training", tmp_path / "t", resume_from="kagglekit/kagglekit-fwi-training", epochs_per_session=0)
     assert json.loads((out / "kernel-metadata.json").read_text())["kernel_sources"] == ["kagglekit/kagglekit-fwi-training"]
@@ -93,3 +89,72 @@ def test_render_options(tmp_path):
         render_kernel("fwi-submission", tmp_path / "x", slug="my-kernel", title="Another title")
     with pytest.raises(KaggleError, match="vision"):
         render_kernel("fwi-training", tmp_path / "x", config=ROOT / "configs" / "vision" / "tiny_digits.yaml")
+
+
+def toy_answer(question: str, answer: int, root=None) -> Path:
+    """The toy task's kernel: reads its competition's question file, writes working/answer.txt."""
+    root = kaggle_root(root)
+    comp = find_input("competition", question, "question.txt", root)
+    out = root / "working" / "answer.txt"
+    out.write_text(f"{(comp / 'question.txt').read_text().strip()} {answer}\n")
+    return out
+
+
+class ToyData(Strict):
+    question: str = "six times seven?"
+
+
+TOY = TaskSpec(
+    name="toy",
+    help="a third competition that ships a kernel",
+    data_config=ToyData,
+    build=lambda cfg: None,
+    models=Registry("toy model"),
+    kernels=(
+        KernelKind(
+            name="toy-answer",
+            title="kagglekit toy answer",
+            summary="answers the toy competition's question.",
+            runtime=toy_answer,
+            options={
+                "question": KernelOption("toy-question", "the competition asked", source="competition"),
+                "answer": KernelOption(41, "what to answer", int),
+            },
+        ),
+    ),
+)
+
+
+@pytest.fixture
+def toy_task():
+    register_task(TOY)
+    yield TOY
+    TASKS.unregister("toy")
+
+
+def test_a_third_task_ships_a_kernel_without_touching_kaggle(toy_task, tmp_path, capsys):
+    """A kind declared by a task registered at run time: the CLI offers its options, renders it
+    with the general template, and the rendered script runs its runtime on a fake Kaggle tree."""
+    assert "toy-answer" in kernel_kinds()
+    out = tmp_path / "kernel"
+    assert main(["kaggle", "render-kernel", "toy-answer", "--out", str(out), "--answer", "42", "--owner", "someone"]) == 0
+    meta = json.loads((out / "kernel-metadata.json").read_text())
+    assert meta["id"] == "someone/kagglekit-toy-answer" and meta["code_file"] == "kernel.py"
+    assert meta["competition_sources"] == ["toy-question"] and meta["dataset_sources"] == ["someone/kagglekit-code"]
+    assert validate_folder(out) == ["kernel-metadata.json"]
+    script = (out / "kernel.py").read_text()
+    assert "ANSWER = 42  # what to answer" in script and "from tests.test_kernels import toy_answer" in script
+
+    root = tmp_path / "kaggle"
+    (root / "input" / "competitions" / "toy-question").mkdir(parents=True)
+    (root / "input" / "competitions" / "toy-question" / "question.txt").write_text("six times seven?\n")
+    (root / "working").mkdir()
+    env = {**os.environ, "KAGGLEKIT_KAGGLE_ROOT": str(root), "PYTHONPATH": str(ROOT), "LOCAL_RANK": "0"}  # no wheels to install
+    result = subprocess.run([sys.executable, str(out / "kernel.py")], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (root / "working" / "answer.txt").read_text() == "six times seven? 42\n"
+
+    assert main(["kaggle", "render-kernel", "toy-answer", "--out", str(out), "--refine-minutes", "3"]) == 2
+    assert "toy-answer kernels take no --refine-minutes" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="reserved"):
+        KernelKind("bad", "kagglekit bad kernel", "x", toy_answer, {"out": KernelOption(None, "clashes with --out")})

@@ -1,7 +1,5 @@
 """Every registered velocity model: forward + backward at tiny size, bounds, local pretrained loading."""
 
-from pathlib import Path
-
 import pytest
 import segmentation_models_pytorch as smp
 import timm
@@ -10,12 +8,14 @@ import torch
 from kagglekit.config import load_config
 from kagglekit.errors import UserError
 from kagglekit.fwi.models import MODELS
+from kagglekit.fwi.models.base import VelocityModel
 from kagglekit.fwi.models.fullres import create_backbone
 from kagglekit.pretrained import load_pretrained
+from tests.conftest import FWI_CONFIGS
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "fwi"
 TINY = {
-    name: load_config(CONFIGS / f"tiny_{name}.yaml").model for name in ("inversionnet", "unet", "hgnet", "convnext", "caformer")
+    name: load_config(FWI_CONFIGS / f"tiny_{name}.yaml").model
+    for name in ("inversionnet", "unet", "hgnet", "convnext", "caformer")
 }
 
 
@@ -23,7 +23,7 @@ def test_every_registered_model_has_a_tiny_and_a_full_config():
     fwi_models = {"inversionnet", "unet", "hgnet", "convnext", "caformer"}
     assert fwi_models <= set(MODELS.names())
     assert set(TINY) == fwi_models
-    full = {load_config(p).model.name for p in CONFIGS.glob("*.yaml") if not p.name.startswith(("tiny_", "small_"))}
+    full = {load_config(p).model.name for p in FWI_CONFIGS.glob("*.yaml") if not p.name.startswith(("tiny_", "small_"))}
     assert full == fwi_models
 
 
@@ -38,6 +38,39 @@ def test_forward_backward_shape_and_bounds(name):
     out.mean().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_velocity_model_checks_the_input_shape_and_bounds_saturated_outputs(name):
+    torch.manual_seed(0)
+    model = MODELS.build(TINY[name].name, **TINY[name].kwargs).eval()
+    assert isinstance(model, VelocityModel)
+    for shape in [(2, 5, 999, 70), (2, 70, 1000, 5), (5, 1000, 70), (1, 4, 1000, 70)]:
+        with pytest.raises(UserError) as err:
+            model(torch.zeros(shape))
+        message = str(err.value)
+        assert "\n" not in message and type(model).__name__ in message
+        assert f"expected seismic of shape (B, 5, 1000, 70), found {shape}" in message
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]  # the output conv
+    head.weight.data.mul_(1e4)  # logits far beyond tanh's range: the bound must hold, not just the usual case
+    for bias, bound in [(1e6, 4500.0), (-1e6, 1500.0)]:
+        head.bias.data.fill_(bias)
+        with torch.no_grad():
+            out = model(torch.randn(2, 5, 1000, 70) * 100)
+        assert torch.isfinite(out).all() and out.min() >= 1500 and out.max() <= 4500
+        assert (out - bound).abs().max() < 1  # saturated at the bound, never past it
+
+
+def test_velocity_model_base_bounds_any_body_and_rejects_unknown_transforms():
+    class Extreme(VelocityModel):
+        def body(self, x):  # (B, 5, 1000, 70) -> (B, 70, 70) logits of +-1e30
+            return x[:, 0, :70].sign() * 1e30
+
+    out = Extreme()(torch.randn(2, 5, 1000, 70))
+    assert out.shape == (2, 70, 70) and out.min() == 1500 and out.max() == 4500
+    assert Extreme().backbone_module() is not None
+    with pytest.raises(ValueError, match="gain_log1p"):
+        Extreme(input_transform="agc")
 
 
 def _timm_style_weights(name: str, kwargs: dict) -> dict:

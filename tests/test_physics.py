@@ -1,5 +1,8 @@
 """The deepwave simulator against our own OpenFWI finite-difference reference, and its physics."""
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -147,3 +150,34 @@ def test_openfwi_backend_float32_matches_float64_and_batches():
     torch.testing.assert_close(simulate(v[1:], nt=300, backend="openfwi", dtype=torch.float64)[0], single[1])
     with pytest.raises(ValueError, match="unknown backend"):
         simulate(v, backend="fdtd")
+
+
+def _kagglekit_imports() -> dict[str, set[str]]:
+    """module -> the kagglekit modules it imports anywhere (function-level imports included)."""
+    src = Path(__file__).resolve().parents[1] / "src"
+    graph = {}
+    for path in (src / "kagglekit").rglob("*.py"):
+        name = ".".join(path.relative_to(src).with_suffix("").parts).removesuffix(".__init__")
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kagglekit"):
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.startswith("kagglekit"))
+        graph[name] = found
+    return graph
+
+
+def test_physics_has_no_import_cycle_and_the_data_layer_never_imports_augment():
+    graph = _kagglekit_imports()
+    physics = [m for m in graph if m.startswith("kagglekit.fwi.physics.")]
+    for module in physics:  # depth-first: no physics module reaches itself through physics modules
+        seen, stack = set(), [d for d in graph[module] if d in physics]
+        while stack:
+            dep = stack.pop()
+            assert dep != module, f"import cycle through {module}"
+            if dep not in seen:
+                seen.add(dep)
+                stack.extend(d for d in graph.get(dep, ()) if d in physics)
+    data = [m for m in graph if m.startswith("kagglekit.fwi.data")] + ["kagglekit.fwi.task", "kagglekit.fwi.maps"]
+    assert not [(m, d) for m in data for d in graph[m] if d.startswith("kagglekit.fwi.augment")]

@@ -1,5 +1,6 @@
 """Predict (TTA), local CV, ensembling and the CLI chain on the tiny synthetic competition."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,23 +21,23 @@ from kagglekit.fwi.models import MODELS
 from kagglekit.fwi.predict import predict_runs
 from kagglekit.fwi.task import FWITask
 from kagglekit.io import read_ids
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "fwi"
+from tests.conftest import FWI_CONFIGS
 
 
 @pytest.fixture(scope="module")
-def trained(synthetic_competition, tmp_path_factory):
+def trained(converted, tmp_path_factory):
     """tiny_inversionnet trained 1 epoch on folds 0 and 1."""
     tmp = tmp_path_factory.mktemp("trained")
-    conv = convert(synthetic_competition / "train_samples", tmp / "conv", progress=False)
-    cfg = load_config(CONFIGS / "tiny_inversionnet.yaml", [f"data.root={conv}", f"out_dir={tmp / 'runs'}", "train.epochs=1"])
+    cfg = load_config(
+        FWI_CONFIGS / "tiny_inversionnet.yaml", [f"data.root={converted}", f"out_dir={tmp / 'runs'}", "train.epochs=1"]
+    )
     runs = [fit(cfg, fold=k, progress=False) for k in (0, 1)]
-    return conv, runs
+    return converted, runs
 
 
 def test_tta_is_the_mean_of_the_two_passes():
     torch.manual_seed(0)
-    task = FWITask(load_config(CONFIGS / "tiny_inversionnet.yaml"))
+    task = FWITask(load_config(FWI_CONFIGS / "tiny_inversionnet.yaml"))
     model = MODELS.build("inversionnet", width=8).eval()
     x = torch.randn(2, 5, 1000, 70)
     with torch.no_grad():
@@ -76,7 +77,7 @@ def _fake_run(root: Path, name: str, conv: Path, ids: np.ndarray, predictions: n
     """A run folder as fit() leaves it, with chosen OOF predictions."""
     run = root / name / "fold0"
     run.mkdir(parents=True)
-    save_config(load_config(CONFIGS / "tiny_inversionnet.yaml", [f"data.root={conv}"]), run / "config.yaml")
+    save_config(load_config(FWI_CONFIGS / "tiny_inversionnet.yaml", [f"data.root={conv}"]), run / "config.yaml")
     np.save(run / "oof.npy", predictions.astype(np.float16))
     index = pd.read_csv(conv / "index.csv").set_index("sample_id")
     pd.DataFrame({"sample_id": ids, "family": index.loc[ids, "family"].to_numpy()}).to_csv(run / "oof_ids.csv", index=False)
@@ -101,64 +102,89 @@ def test_weights_beat_best_member_and_holdout_scored_apart(synthetic_competition
         blend_oof([high, other], "mean")
 
 
-def test_cli_chain_predict_ensemble_submit_score(trained, synthetic_competition, tmp_path, capsys):
+def test_cli_chain_predict_ensemble_write_csv_score(trained, synthetic_competition, tmp_path, capsys):
     _, runs = trained
     comp = synthetic_competition
     pred = tmp_path / "pred"
+    sample = ["--sample-submission", str(comp / "sample_submission.csv")]
     assert main(["fwi", "predict", *map(str, runs), "--test-dir", str(comp / "test"), "--out", str(pred), "--workers", "0"]) == 0
-    assert main(["fwi", "ensemble", "--oof", str(runs[0]), str(runs[1]), "--method", "mean", "--out", str(tmp_path / "ens")]) == 2
+    recorded = json.loads((pred / "runs.json").read_text())  # which run folders each file came from
+    assert recorded == {
+        "tiny_inversionnet__fold0": [str(runs[0].resolve())],
+        "tiny_inversionnet__fold1": [str(runs[1].resolve())],
+        "tiny_inversionnet": sorted(str(r.resolve()) for r in runs),
+    }
+    assert main(["fwi", "ensemble", str(runs[0]), str(runs[1]), "--method", "mean", "--out", str(tmp_path / "ens")]) == 2
     assert "OOF id sets differ" in capsys.readouterr().err  # different folds cover different samples
-    csv = tmp_path / "sub.csv"
+    assert not (tmp_path / "ens").exists()
+    assert main(["fwi", "write-csv", str(pred / "tiny_inversionnet.npy"), *sample, "--out", str(tmp_path / "subs")]) == 0
+    csv = tmp_path / "subs" / "tiny_inversionnet.csv"
     assert (
-        main(
-            [
-                "fwi",
-                "submit",
-                str(pred / "tiny_inversionnet.npy"),
-                "--ids",
-                str(pred / "ids.txt"),
-                "--sample-submission",
-                str(comp / "sample_submission.csv"),
-                "--out",
-                str(csv),
-            ]
-        )
-        == 0
+        json.loads((tmp_path / "subs" / "tiny_inversionnet.csv.sources.json").read_text())["runs"]
+        == recorded["tiny_inversionnet"]
     )
-    assert main(["fwi", "validate", str(csv), "--sample-submission", str(comp / "sample_submission.csv")]) == 0
+    assert main(["fwi", "validate", str(csv), *sample]) == 0
     capsys.readouterr()
     assert (
         main(["fwi", "score", str(csv), "--labels", str(comp / "test_labels.npy"), "--label-ids", str(comp / "test_ids.csv")])
         == 0
     )
     assert "| all |" in capsys.readouterr().out
-    # the kernel's blend is `fwi ensemble`'s code: equal weights without an ensemble.json
-    from kagglekit.fwi.ensemble import blend_config_predictions
-
-    blended, blend_ids = blend_config_predictions(pred, ["tiny_inversionnet"])
-    np.testing.assert_allclose(blended, np.clip(np.load(pred / "tiny_inversionnet.npy").astype(np.float32), 1500, 4500))
-    assert blend_ids == sorted(read_ids(pred / "ids.txt"))
-    # the hidden labels themselves score ~0
-    labels_csv = tmp_path / "labels.csv"
-    np.save(tmp_path / "labels.npy", np.load(comp / "test_labels.npy"))
-    (tmp_path / "ids.txt").write_text("\n".join(pd.read_csv(comp / "test_ids.csv", dtype=str)["id"]) + "\n")
+    # `fwi ensemble` of the config folder carries its runs forward to the CSV's sources
+    ens = tmp_path / "ens"
     assert (
         main(
             [
                 "fwi",
-                "submit",
-                str(tmp_path / "labels.npy"),
-                "--ids",
-                str(tmp_path / "ids.txt"),
-                "--sample-submission",
-                str(comp / "sample_submission.csv"),
+                "ensemble",
+                str(runs[0].parent),
+                "--preds",
+                str(pred / "tiny_inversionnet.npy"),
+                "--method",
+                "mean",
                 "--out",
-                str(labels_csv),
+                str(ens),
             ]
         )
         == 0
     )
+    assert read_ids(ens / "ids.txt") == sorted(read_ids(pred / "ids.txt"))
+    assert main(["fwi", "write-csv", str(ens / "ensemble.npy"), *sample, "--out", str(tmp_path / "subs"), "--name", "blend"]) == 0
+    assert json.loads((tmp_path / "subs" / "blend.csv.sources.json").read_text())["runs"] == recorded["tiny_inversionnet"]
+    assert (tmp_path / "subs" / "blend.csv").read_text() == csv.read_text()  # a mean of one member is that member
+    # a member in km/s is not clipped away by the blend: write-csv sees it and refuses
+    km = tmp_path / "km"
+    km.mkdir()
+    np.save(km / "tiny_inversionnet.npy", np.load(pred / "tiny_inversionnet.npy").astype(np.float32) / 1000)
+    (km / "ids.txt").write_text((pred / "ids.txt").read_text())
+    args = [str(runs[0].parent), "--preds", str(km / "tiny_inversionnet.npy"), "--method", "mean", "--out", str(km / "ens")]
+    assert main(["fwi", "ensemble", *args]) == 0
     capsys.readouterr()
-    main(["fwi", "score", str(labels_csv), "--labels", str(comp / "test_labels.npy"), "--label-ids", str(comp / "test_ids.csv")])
+    assert main(["fwi", "write-csv", str(km / "ens" / "ensemble.npy"), *sample, "--out", str(km / "subs")]) == 2
+    assert "100.0% of the scored values lie outside 1500-4500 m/s" in capsys.readouterr().err
+    # the kernel's blend is `fwi ensemble`'s code: equal weights without an ensemble.json
+    from kagglekit.fwi.ensemble import blend_config_predictions
+
+    blended = blend_config_predictions(pred, ["tiny_inversionnet"])
+    np.testing.assert_array_equal(blended.values, np.load(pred / "tiny_inversionnet.npy").astype(np.float32))  # unclipped
+    assert blended.ids == sorted(read_ids(pred / "ids.txt")) and blended.runs == recorded["tiny_inversionnet"]
+    # the hidden labels themselves score ~0
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    np.save(labels / "labels.npy", np.load(comp / "test_labels.npy"))
+    (labels / "ids.txt").write_text("\n".join(pd.read_csv(comp / "test_ids.csv", dtype=str)["id"]) + "\n")
+    assert main(["fwi", "write-csv", str(labels / "labels.npy"), *sample, "--out", str(tmp_path / "subs")]) == 0
+    capsys.readouterr()
+    main(
+        [
+            "fwi",
+            "score",
+            str(tmp_path / "subs" / "labels.csv"),
+            "--labels",
+            str(comp / "test_labels.npy"),
+            "--label-ids",
+            str(comp / "test_ids.csv"),
+        ]
+    )
     first = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| all |")][0]
     assert float(first.split("|")[2]) <= 0.05

@@ -1,6 +1,12 @@
 """Physics in the loop: the data misfit, test-time refinement and the `fwi refine` job."""
 
 import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -8,11 +14,12 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from kagglekit.cli import main
 from kagglekit.errors import UserError
+from kagglekit.fwi.data.readers import TestFolder
 from kagglekit.fwi.physics import generate_family, misfit, simulate
 from kagglekit.fwi.physics.refine import RefineSettings, choose_plans, mirror_symmetric, refine_batch
-from kagglekit.fwi.refine import refine_file
+from kagglekit.fwi.predictions import Predictions
+from kagglekit.fwi.refine import RESIDUAL_COLUMNS, merge_refined, refine_file, refine_predictions, start_misfits
 from kagglekit.io import read_ids, write_ids
 
 
@@ -102,7 +109,7 @@ def test_refine_lowers_the_misfit_and_never_accepts_a_worse_map():
 
 @pytest.fixture
 def three_map_test(tmp_path):
-    """A test folder of 3 ids, their true maps, and perturbed predictions with ids.txt."""
+    """A test folder of 3 ids, their true maps, and perturbed predictions (pred.npy + ids.txt)."""
     true = np.concatenate([three_layers().numpy(), generate_family("CurveFault_A", 2, 4)])
     ids = ["aaaaaaaaa0", "aaaaaaaaa1", "aaaaaaaaa2"]
     test_dir = tmp_path / "test"
@@ -116,12 +123,16 @@ def three_map_test(tmp_path):
     return tmp_path, test_dir, ids, pred
 
 
+def residual_rows(out) -> pd.DataFrame:
+    return pd.read_csv(out / "residuals.csv", dtype={"sample_id": str, "reason": str}, keep_default_na=False)
+
+
 def test_refine_file_worst_first_resumes_and_skips_done_samples(three_map_test, capsys):
     root, test_dir, ids, pred = three_map_test
     out = root / "refined"
-    refine_file(root / "pred.npy", root / "ids.txt", test_dir, out, samples=1, iters=2, progress=False)
-    first = pd.read_csv(out / "residuals.csv", dtype={"sample_id": str})
-    assert list(first.columns) == ["sample_id", "residual_before", "residual_after", "accepted", "iterations", "seconds", "basis"]
+    refine_file(root / "pred.npy", test_dir, out, samples=1, iters=2, progress=False)
+    first = residual_rows(out)
+    assert list(first.columns) == RESIDUAL_COLUMNS and first["status"].tolist() == ["ok"]
     ranking = pd.read_csv(out / "start_misfit.csv", dtype={"sample_id": str}).set_index("sample_id")["misfit"]
     assert first["sample_id"].tolist() == [ranking.idxmax()]  # the worst-fitting map went first
     refined = np.load(out / "refined.npy")
@@ -131,61 +142,215 @@ def test_refine_file_worst_first_resumes_and_skips_done_samples(three_map_test, 
     # an interrupted write leaves a cut line: it is dropped, and only the missing samples run
     with open(out / "residuals.csv", "a") as f:
         f.write("aaaaaaaaa9,0.1")
-    refine_file(root / "pred.npy", root / "ids.txt", test_dir, out, iters=2, progress=False)
-    second = pd.read_csv(out / "residuals.csv", dtype={"sample_id": str})
+    result = refine_predictions(Predictions.read(root / "pred.npy"), test_dir, out, iters=2, progress=False)
+    second = residual_rows(out)
     assert sorted(second["sample_id"]) == sorted(ids) and len(second) == 3
     assert second.iloc[0].to_dict() == first.iloc[0].to_dict()  # the finished sample was not redone
     assert (second["residual_after"] <= second["residual_before"]).all()
-    refine_file(root / "pred.npy", root / "ids.txt", test_dir, out, iters=2, progress=False)
+    assert result.ids == ids and result.path == out / "refined.npy"
+    np.testing.assert_array_equal(result.values, np.load(out / "refined.npy"))
+    refine_file(root / "pred.npy", test_dir, out, iters=2, progress=False)
     assert "nothing to do" in capsys.readouterr().out
     with open(out / "residuals.csv", newline="") as f:
         assert len(list(csv.reader(f))) == 4
 
 
-def test_refine_refuses_mismatched_inputs(three_map_test):
+def test_refine_works_in_memory_and_a_folder_is_tied_to_the_content_not_the_file(three_map_test, capsys):
+    root, test_dir, ids, pred = three_map_test
+    out = root / "mem"
+    result = refine_predictions(Predictions(pred, ids), test_dir, out, samples=1, iters=1, progress=False)
+    assert isinstance(result, Predictions) and result.ids == ids and len(residual_rows(out)) == 1
+    # the same maps again, written anew (another file, another dtype, a new mtime): the folder continues
+    (root / "again").mkdir()
+    np.save(root / "again" / "pred.npy", pred.astype(np.float32))
+    write_ids(root / "again" / "ids.txt", ids)
+    refine_file(root / "again" / "pred.npy", test_dir, out, samples=1, iters=1, progress=False)
+    assert "nothing to do" in capsys.readouterr().out
+    changed = pred.copy()
+    changed[2, 0, 0] += 1  # one value differs: another start, refused
+    with pytest.raises(UserError, match="continues the refinement of"):
+        refine_predictions(Predictions(changed, ids), test_dir, out, iters=1, progress=False)
+
+
+def test_refine_refuses_mismatched_inputs_and_limits(three_map_test):
     root, test_dir, ids, pred = three_map_test
     np.save(root / "short.npy", pred[:2])
-    with pytest.raises(UserError, match=r"expected \(3, 70, 70\)"):
-        refine_file(root / "short.npy", root / "ids.txt", test_dir, root / "o1", progress=False)
-    write_ids(root / "other_ids.txt", ["bbbbbbbbb0", *ids[1:]])
+    with pytest.raises(UserError, match="2 maps but 3 ids"):
+        refine_file(root / "short.npy", test_dir, root / "o1", progress=False)
+    (root / "other").mkdir()
+    np.save(root / "other" / "pred.npy", pred)
+    write_ids(root / "other" / "ids.txt", ["bbbbbbbbb0", *ids[1:]])
     with pytest.raises(UserError, match="no seismic for 1 prediction ids"):
-        refine_file(root / "pred.npy", root / "other_ids.txt", test_dir, root / "o2", progress=False)
+        refine_file(root / "other" / "pred.npy", test_dir, root / "o2", progress=False)
     bad = pred.astype(np.float32)
     bad[1, 3, 3] = np.nan
     np.save(root / "nan.npy", bad)
     with pytest.raises(UserError, match="non-finite"):
-        refine_file(root / "nan.npy", root / "ids.txt", test_dir, root / "o3", progress=False)
+        refine_file(root / "nan.npy", test_dir, root / "o3", progress=False)
+    for limits in ({"samples": 0}, {"minutes": 0.0}, {"iters": 0}, {"batch_size": 0}):
+        with pytest.raises(UserError, match="must be"):
+            refine_file(root / "pred.npy", test_dir, root / "o4", progress=False, **limits)
+    assert not (root / "o4").exists()  # refused before any work
 
 
-def test_refine_cli_output_feeds_submit(three_map_test, tmp_path, capsys):
+def test_a_record_without_power_leaves_its_batch_and_the_others_get_what_they_get_alone(layered):
+    _, observed, start = layered
+    settings = RefineSettings(iters=3)
+    alone = refine_batch(start, observed, settings)
+    both = refine_batch(torch.cat([start, start]), torch.cat([observed, torch.zeros_like(observed)]), settings)
+    assert both.plans == ["rows", "rows"]  # the same group: they share the optimiser
+    assert both.status == ["ok", "failed"] and both.reasons[1] == "observed seismic has zero power"
+    assert both.iterations[0] == alone.iterations[0] == 3 and bool(both.accepted[0])
+    torch.testing.assert_close(both.velocity[0], alone.velocity[0], atol=1e-3, rtol=0)
+    torch.testing.assert_close(both.misfit_after[0], alone.misfit_after[0])
+    assert float(both.misfit_after[0]) < 0.5 * float(both.misfit_before[0])  # it improved
+    torch.testing.assert_close(both.velocity[1], start[0])  # the bad one keeps its start
+    assert not bool(both.accepted[1])
+
+
+def test_the_job_reports_a_failed_sample_and_refines_the_rest(layered, tmp_path):
+    _, observed, start = layered
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    ids = ["bbbbbbbbb0", "bbbbbbbbb1"]
+    np.save(test_dir / f"{ids[0]}.npy", observed[0].numpy())
+    np.save(test_dir / f"{ids[1]}.npy", np.zeros((5, 1000, 70), np.float32))
+    pred = Predictions(np.concatenate([start.numpy(), start.numpy()]), ids)
+    result = refine_predictions(pred, test_dir, tmp_path / "out", iters=2, batch_size=2, progress=False)
+    rows = residual_rows(tmp_path / "out").set_index("sample_id")
+    assert rows.loc[ids[1], "status"] == "failed" and rows.loc[ids[1], "reason"] == "observed seismic has zero power"
+    assert rows.loc[ids[0], "status"] == "ok" and rows.loc[ids[0], "accepted"] == 1 and rows.loc[ids[0], "iterations"] == 2
+    np.testing.assert_array_equal(result.values[1], start.numpy()[0].astype(np.float16))
+    assert np.abs(result.values[0].astype(np.float32) - start.numpy()[0]).max() > 1.0
+
+
+def test_the_budget_covers_the_ranking(tmp_path, capsys):
+    """Many maps, a budget far shorter than ranking them all: the call returns in time, having
+    ranked a random share and refined the worst of it; a rerun ranks more."""
+    rng = np.random.default_rng(0)
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    ids = [f"{i:010x}" for i in range(120)]
+    for sample_id in ids:
+        np.save(test_dir / f"{sample_id}.npy", rng.normal(size=(5, 1000, 70)).astype(np.float16))
+    pred = Predictions(rng.uniform(2000, 3000, size=(len(ids), 1, 1)).astype(np.float32).repeat(70, 1).repeat(70, 2), ids)
+    budget_s = 2.4
+    t0 = time.monotonic()
+    refine_predictions(pred, test_dir, tmp_path / "out", minutes=budget_s / 60, iters=2, batch_size=4, progress=False)
+    elapsed = time.monotonic() - t0
+    assert elapsed < budget_s + 1.5, elapsed  # ranking all of them alone takes ~12 s here
+    ranked = pd.read_csv(tmp_path / "out" / "start_misfit.csv", dtype={"sample_id": str})
+    assert 1 <= len(ranked) < len(ids) // 2
+    assert sorted(ranked["sample_id"]) != ids[: len(ranked)]  # a random share, not the first ids
+    assert "rerun into" in capsys.readouterr().out
+    refine_predictions(pred, test_dir, tmp_path / "out", minutes=budget_s / 60, iters=2, batch_size=4, progress=False)
+    assert len(pd.read_csv(tmp_path / "out" / "start_misfit.csv")) > len(ranked)
+
+
+def test_cached_misfits_are_keyed_by_content(three_map_test):
     root, test_dir, ids, pred = three_map_test
-    out = root / "cli_out"
-    args = ["fwi", "refine", str(root / "pred.npy"), "--ids", str(root / "ids.txt"), "--test", str(test_dir)]
-    assert main([*args, "--out", str(out), "--samples", "1", "--iters", "1"]) == 0
-    from kagglekit.fwi.synthetic import write_sample_submission
+    folder, out = TestFolder(test_dir), root / "misfit.csv"
+    first = start_misfits(Predictions(pred, ids), folder, out, reuse=True, progress=False)
+    stamp = out.stat().st_mtime_ns
+    again = start_misfits(Predictions(pred.astype(np.float32), ids), folder, out, reuse=True, progress=False)
+    assert out.stat().st_mtime_ns == stamp and again.equals(first)  # the same content: read back
+    moved = np.clip(pred.astype(np.float32) + 300, 1500, 4500)
+    other = start_misfits(Predictions(moved, ids), folder, out, reuse=True, progress=False)  # same ids, new maps
+    fresh = start_misfits(Predictions(moved, ids), folder, root / "fresh.csv", progress=False)
+    pd.testing.assert_series_equal(other, fresh)
+    assert not np.allclose(other.to_numpy(), first.to_numpy())
 
-    write_sample_submission(tmp_path / "sample.csv", ids)
-    csv_path = tmp_path / "sub.csv"
-    assert (
-        main(
-            [
-                "fwi",
-                "submit",
-                str(out / "refined.npy"),
-                "--ids",
-                str(out / "ids.txt"),
-                "--sample-submission",
-                str(tmp_path / "sample.csv"),
-                "--out",
-                str(csv_path),
-            ]
-        )
-        == 0
-    )
-    assert csv_path.is_file()
-    np.save(root / "pred.npy", pred.astype(np.float32))  # another file now: the folder refuses to continue
-    assert main([*args, "--out", str(out), "--samples", "1"]) == 2
-    assert "continues the refinement of" in capsys.readouterr().err
+
+def test_shards_refined_apart_merge_into_one(three_map_test):
+    root, test_dir, ids, pred = three_map_test
+    whole = Predictions.read(root / "pred.npy")
+    shards = [root / "rank0", root / "rank1"]
+    for share, shard in zip([ids[:2], ids[2:]], shards):
+        refine_predictions(whole.reordered(share), test_dir, shard, iters=1, progress=False)
+    merged = merge_refined(whole, shards, root / "merged")
+    assert merged.ids == ids and sorted(residual_rows(root / "merged")["sample_id"]) == ids
+    np.testing.assert_array_equal(merged.values[:2], np.load(shards[0] / "refined.npy"))
+    np.testing.assert_array_equal(merged.values[2:], np.load(shards[1] / "refined.npy"))
+
+
+def _cli(pred, test_dir, out) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "kagglekit.cli",
+        "fwi",
+        "refine",
+        str(pred),
+        "--test-dir",
+        str(test_dir),
+        "--out",
+        str(out),
+        "--iters",
+        "1",
+        "--batch-size",
+        "1",
+    ]
+
+
+def _data_lines(path) -> int:
+    return max(path.read_text().count("\n") - 1, 0) if path.is_file() else 0
+
+
+def _kill_when(cmd, ready, out, timeout=120.0) -> None:
+    """Start the CLI, SIGKILL it as soon as ready(out) holds (it must not have finished by then)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while not ready(out):
+        assert proc.poll() is None, f"finished before the kill: {proc.stderr.read().decode()[-2000:]}"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _same_result(out, reference) -> None:
+    np.testing.assert_array_equal(np.load(out / "refined.npy"), np.load(reference / "refined.npy"))
+    got, want = (residual_rows(d).drop(columns="seconds").set_index("sample_id").sort_index() for d in (out, reference))
+    pd.testing.assert_frame_equal(got, want)
+
+
+@pytest.mark.slow
+def test_refine_cli_killed_at_any_moment_reruns_and_finishes_with_the_same_result(three_map_test):
+    root, test_dir, ids, pred = three_map_test
+    ids, root = ids[:2], root / "two"  # two maps: two batches of one
+    Predictions(pred[:2], ids).write(root / "pred.npy")
+    reference = root / "reference"
+    refine_file(root / "pred.npy", test_dir, reference, iters=1, batch_size=1, progress=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    moments = {
+        # inside the first batch: the ranking is written, no residual yet
+        "first_batch": lambda out: _data_lines(out / "start_misfit.csv") == 2,
+        # between batches: the first batch's residuals are written
+        "between_batches": lambda out: _data_lines(out / "residuals.csv") >= 1,
+    }
+    for name, ready in moments.items():
+        out = root / name
+        _kill_when(_cli(root / "pred.npy", test_dir, out), ready, out)
+        assert _data_lines(out / "residuals.csv") < 2
+        subprocess.run(_cli(root / "pred.npy", test_dir, out), env=env, check=True, capture_output=True)
+        _same_result(out, reference)
+    # during the final write: what a kill there leaves (no process can be stopped at that exact
+    # instant) is the last batch's rows half in refined.npy, its residuals line cut, a temporary file
+    out = root / "final_write"
+    shutil.copytree(reference, out)
+    last = residual_rows(reference)["sample_id"].iloc[-1]
+    text = (out / "residuals.csv").read_text()
+    (out / "residuals.csv").write_text(text[: text.rindex(last) + 14])  # the last line cut mid-value
+    write_ids(out / "inflight.txt", [last])
+    refined = np.load(out / "refined.npy", mmap_mode="r+")
+    refined[ids.index(last), :35] = 1234.0  # half of the row written, half of it garbage
+    refined.flush()
+    del refined
+    (out / ".refined.npy.tmp-999999999").write_bytes(b"\x93NUMPY partial")
+    subprocess.run(_cli(root / "pred.npy", test_dir, out), env=env, check=True, capture_output=True)
+    _same_result(out, reference)
+    assert not (out / ".refined.npy.tmp-999999999").exists()
 
 
 def test_lowpass_misfit_ignores_high_frequencies_and_the_stage_plan():
@@ -200,3 +365,17 @@ def test_lowpass_misfit_ignores_high_frequencies_and_the_stage_plan():
     s = RefineSettings(iters=40, lowpass_share=0.25)
     assert _stages("smooth+pixels", s) == [("smooth", 10, 8.0), ("smooth", 12, None), ("pixels", 18, None)]
     assert _stages("rows", RefineSettings(iters=40)) == [("rows", 40, None)]
+
+
+def test_per_map_lbfgs_refines_each_map_of_a_batch_as_alone():
+    true = torch.as_tensor(generate_family("CurveVel_A", 2, 3)).float()  # (2, 70, 70): one plan, one group
+    observed = simulate(true)
+    start = true + torch.tensor([60.0, 200.0])[:, None, None]  # one easy, one hard start
+    settings = RefineSettings(iters=3, optimizer="lbfgs-map")
+    batch = refine_batch(start, observed, settings)
+    assert batch.plans[0] == batch.plans[1] and batch.status == ["ok", "ok"]
+    for i in range(2):
+        alone = refine_batch(start[i : i + 1], observed[i : i + 1], settings)
+        torch.testing.assert_close(batch.velocity[i], alone.velocity[0], rtol=1e-5, atol=0.05)  # float noise of batched runs
+        assert batch.iterations[i] == alone.iterations[0]
+    assert bool((batch.misfit_after < 0.8 * batch.misfit_before).all())

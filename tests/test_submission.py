@@ -1,18 +1,28 @@
-"""Submission CSV writer, validator and scorer."""
+"""Submission CSV writer (with its range check), validator and scorer."""
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from kagglekit.fwi.predictions import Predictions, PredictionsError
 from kagglekit.fwi.submission import (
     SubmissionError,
+    check_range,
     sample_submission_ids,
     score_submission,
-    submit,
     validate_submission,
-    write_submission,
+    write_and_validate,
+    write_csv,
 )
 from kagglekit.fwi.synthetic import write_sample_submission
+
+
+def write_submission(values, ids, sample, out, **options):
+    """The writer on an in-memory prediction; these tests check the format, so clipping is allowed
+    for any share (the refusal has its own tests)."""
+    return write_csv(Predictions(np.asarray(values), list(ids)), sample, out, max_clipped_share=1.0, **options)
 
 
 @pytest.fixture
@@ -43,7 +53,7 @@ def test_writer_refuses_bad_input(sample, tmp_path):
     good = np.full((4, 70, 70), 3000.0, np.float32)
     with pytest.raises(SubmissionError, match="id sets differ"):
         write_submission(good, ids[:3] + ["0000000bad"], path, tmp_path / "x.csv")
-    with pytest.raises(SubmissionError, match=r"\(N, 70, 70\)"):
+    with pytest.raises(PredictionsError, match=r"\(N, 70, 70\)"):
         write_submission(good[:, :69], ids, path, tmp_path / "x.csv")
     nan = good.copy()
     nan[1, 5, 5] = np.nan
@@ -132,7 +142,7 @@ def _set_cell(lines: list[str], line: int, column: str, text: str) -> None:
 def read_layout(request, monkeypatch):
     """Validate in one piece, or in 3 parallel byte ranges of many tiny batches (line numbers must hold)."""
     if request.param == "split":
-        import kagglekit.fwi.submission as sub
+        import kagglekit.fwi.submission.validate as sub
 
         monkeypatch.setattr(sub, "THREADS", 3)
         monkeypatch.setattr(sub, "MIN_RANGE", 1)
@@ -212,7 +222,7 @@ def test_validator_accepts_permuted_rows_and_flags_unreadable(sample, tmp_path, 
 
 
 def test_valid_file_takes_the_cheap_path(sample, tmp_path, monkeypatch):
-    import kagglekit.fwi.submission as sub
+    import kagglekit.fwi.submission.validate as sub
 
     lines = _good_lines(sample, tmp_path)
     monkeypatch.setattr(sub, "_id_problems", lambda *a: pytest.fail("id diagnostics computed for a valid file"))
@@ -261,29 +271,87 @@ def test_writer_bytes_match_reference_in_any_chunking(sample, tmp_path, rng, dty
         assert out.read_text() == expected
 
 
-# --- submit() -----------------------------------------------------------------------------------
+# --- write_and_validate() (`fwi write-csv`) ------------------------------------------------------
 
 
-def test_submit_writes_a_valid_file(sample, tmp_path, rng):
+def _prediction_file(tmp_path, values, ids) -> Predictions:
+    np.save(tmp_path / "pred.npy", values)
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    return Predictions.read(tmp_path / "pred.npy")
+
+
+def test_write_and_validate_writes_a_valid_file_and_its_sources(sample, tmp_path, rng):
     path, ids = sample
     pred = rng.uniform(1500, 4500, (4, 70, 70)).astype(np.float16)
-    np.save(tmp_path / "pred.npy", pred)
-    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
-    result = submit(tmp_path / "pred.npy", tmp_path / "ids.txt", path, tmp_path / "out" / "sub.csv")
+    result = write_and_validate(_prediction_file(tmp_path, pred, ids), path, tmp_path / "out" / "sub.csv")
     assert result["path"] == tmp_path / "out" / "sub.csv" and result["rows"] == 4 * 70
-    assert result["write_s"] >= 0 and result["validate_s"] >= 0
+    assert result["write_s"] >= 0 and result["validate_s"] >= 0 and result["range"].clipped == 0
     assert result["path"].read_text() == _reference_csv(pred, ids)
+    sources = json.loads((tmp_path / "out" / "sub.csv.sources.json").read_text())
+    assert sources == {"csv": str(result["path"].resolve()), "predictions": str((tmp_path / "pred.npy").resolve()), "runs": []}
 
 
-def test_submit_raises_on_invalid_input(sample, tmp_path):
+def test_write_and_validate_raises_on_invalid_input(sample, tmp_path):
     path, ids = sample
-    np.save(tmp_path / "pred.npy", np.full((4, 70, 70), 3000.0, np.float32))
-    (tmp_path / "ids.txt").write_text("\n".join(ids[:3] + ["0000000bad"]))
     with pytest.raises(SubmissionError, match="id sets differ"):
-        submit(tmp_path / "pred.npy", tmp_path / "ids.txt", path, tmp_path / "sub.csv")
+        write_and_validate(
+            _prediction_file(tmp_path, np.full((4, 70, 70), 3000.0, np.float32), ids[:3] + ["0000000bad"]),
+            path,
+            tmp_path / "sub.csv",
+        )
     assert not (tmp_path / "sub.csv").exists()
-    (tmp_path / "ids.txt").write_text("\n".join(ids))
+    pred = _prediction_file(tmp_path, np.full((4, 70, 70), 3000.0, np.float32), ids)
     other = tmp_path / "other_sample.csv"  # a sample whose columns the written file cannot match
     pd.read_csv(path, dtype={"oid_ypos": str}).rename(columns={"x_69": "x_70"}).to_csv(other, index=False)
     with pytest.raises(SubmissionError, match=r"is invalid:\n  columns: missing \['x_70'\], unexpected \['x_69'\]"):
-        submit(tmp_path / "pred.npy", tmp_path / "ids.txt", other, tmp_path / "sub.csv")
+        write_and_validate(pred, other, tmp_path / "sub.csv")
+    assert not (tmp_path / "sub.csv").exists() and not (tmp_path / "sub.csv.sources.json").exists()
+
+
+# --- the range check before clipping -----------------------------------------------------------
+
+
+def test_range_check_reports_what_clipping_changes(sample, rng):
+    _, ids = sample
+    values = rng.uniform(1600, 4400, (4, 70, 70)).astype(np.float32)
+    values[0, 3, 1] = 1490.0  # 10 below, in a scored column
+    values[2, 9, 69] = 4530.0  # 30 above
+    values[1, 5, 0] = 100.0  # an unscored column: never written, never counted
+    check = check_range(Predictions(values, ids))
+    assert (check.values, check.clipped) == (4 * 70 * 35, 2)
+    assert check.mean_shift == pytest.approx(20.0) and check.max_shift == pytest.approx(30.0)
+    assert (check.low, check.high) == (1490.0, 4530.0)
+    assert "clipped 2 of 9,800 scored values (0.020%)" in check.summary() and "at most 30.0 m/s" in check.summary()
+
+
+def _spread(ids) -> np.ndarray:
+    """Maps whose scored columns run from 1600 to 4400 m/s."""
+    values = np.full((len(ids), 70, 70), 3000.0, np.float32)
+    values[:, :, 1::2] = np.linspace(1600, 4400, 35)
+    return values
+
+
+@pytest.mark.parametrize(
+    "case, expect",
+    [
+        (
+            "km/s",
+            r"p\.npy: 100\.0% of the scored values lie outside 1500-4500 m/s \(found 1\.6 to 4\.4, median 3: km/s\? the CSV takes m/s\); refusing",
+        ),
+        ("share", r"p\.npy: 1\.1% of the scored values lie outside 1500-4500 m/s \(found 0 to 4400, median 3000\); refusing"),
+    ],
+)
+def test_range_check_refuses_another_scale_or_a_large_share(sample, tmp_path, case, expect):
+    path, ids = sample
+    values = _spread(ids)
+    if case == "km/s":
+        values /= 1000
+    else:
+        values[0, :3, 1::2] = 0.0  # 3 rows x 35 values = 105 of 9800 scored values: 1.07% (> 1%)
+    with pytest.raises(SubmissionError, match=expect):
+        write_csv(Predictions(values, ids, tmp_path / "p.npy"), path, tmp_path / "x.csv")
+    assert not (tmp_path / "x.csv").exists()
+    values[0, 2, 1::2] = 1600.0  # 70 of 9800 (0.71%): clipped, and reported
+    if case == "share":
+        assert check_range(Predictions(values, ids)).clipped == 70
+        assert write_csv(Predictions(values, ids), path, tmp_path / "x.csv").is_file()

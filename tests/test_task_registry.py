@@ -1,6 +1,7 @@
 """A third competition is one new package: here a regression task on sklearn's diabetes data,
-defined in this file, registered at run time, configured, trained by the real engine and driven
-from the real command line, with no edit to the engine, the config core or the CLI core."""
+defined in this file, registered at run time, configured (with a config section of its own),
+trained by the real engine with loss terms and an extra data stream of its own, and driven from
+the real command line, with no edit to the engine, the config core or the CLI core."""
 
 import json
 import subprocess
@@ -15,9 +16,10 @@ from sklearn.datasets import load_diabetes
 from torch.utils.data import Dataset
 
 from kagglekit.cli import command, main
-from kagglekit.config import Strict, config_from_dict
+from kagglekit.config import ConfigError, Strict, config_from_dict
+from kagglekit.engine.checkpoint import load_checkpoint
 from kagglekit.engine.fit import fit
-from kagglekit.engine.task import TASKS, TaskSpec, register_task
+from kagglekit.engine.task import TASKS, ExtraData, TaskSpec, register_task
 from kagglekit.folds import assign_folds, fold_signature, split_for_fold
 from kagglekit.losses import LOSSES
 from kagglekit.registry import Registry
@@ -38,6 +40,14 @@ class MLP(torch.nn.Module):
 class DiabetesData(Strict):
     n_folds: int = Field(5, ge=2)
     fold_seed: int = 0
+
+
+class Shrink(Strict):
+    """The task's own `shrink:` section: an extra loss on unlabeled rows that pulls their
+    predictions toward the training mean (a shrinkage prior; weight 0 = off)."""
+
+    weight: float = Field(0.0, ge=0.0)
+    every: int = Field(1, ge=1, description="one unlabeled batch every N training batches")
 
 
 class Rows(Dataset):
@@ -80,7 +90,15 @@ class DiabetesTask:
         return model(batch["x"])
 
     def loss(self, output, batch):
-        return {"loss": self.loss_fn(output, batch["y"])}
+        return {"loss": self.loss_fn(output, batch["y"]), "mae": (output - batch["y"]).abs().mean().detach()}
+
+    def extra_data(self):
+        every_row = Rows(self.x, torch.zeros_like(self.y), np.arange(len(self.y)))  # inputs only: no labels
+        return ExtraData("unlabeled", every_row, batch_size=16, every=self.cfg.shrink.every)
+
+    def extra_loss(self, model, batch, progress):
+        shrink = (self.forward(model, batch) - 152.0).square().mean() / 77.0**2  # (B,) -> ()
+        return {"loss": self.cfg.shrink.weight * shrink, "shrink": shrink, "progress": torch.tensor(progress)}
 
     def evaluate(self, outputs, keys):
         return {"mae": float((outputs - keys["y"]).abs().mean())}
@@ -110,6 +128,8 @@ SPEC = TaskSpec(
     models=MODELS,
     defaults={"train": {"loss": "mse", "ema_decay": None}},
     add_commands=_commands,
+    sections={"shrink": Shrink},
+    moved={"train.shrink_weight": "shrink.weight"},
 )
 
 
@@ -139,6 +159,45 @@ def test_third_task_trains_through_fit(diabetes_task, tmp_path):
     best = min(r["valid/mae"] for r in records)
     assert best < 0.8 * constant, (best, constant)  # linear models reach ~0.67x here
     assert len(np.load(run / "oof.npy")) == len(valid)
+
+
+def test_third_task_declares_its_loss_terms_section_and_extra_data(diabetes_task, tmp_path):
+    """Every term the task returns is logged (train_mae, train_unlabeled_*); the extra stream's loss
+    is back-propagated: against a control with shrink.weight=0 (the same batches, forward passes
+    and RNG) only the weighted run's weights differ; the task sees the training progress."""
+    base = {"name": "d", "task": "diabetes", "model": {"name": "mlp"}, "train": {"epochs": 3, "batch_size": 32, "lr": 1e-2}}
+    runs, records = {}, {}
+    for weight in (0.0, 1.0):
+        cfg = config_from_dict({**base, "out_dir": str(tmp_path / str(weight)), "shrink": {"weight": weight, "every": 2}})
+        assert type(cfg.shrink) is Shrink and cfg.shrink.weight == weight
+        runs[weight] = fit(cfg, fold=0, progress=False)
+        records[weight] = [json.loads(line) for line in (runs[weight] / "metrics.jsonl").read_text().splitlines()]
+    for row in records[1.0]:
+        assert {"train_mae", "train_unlabeled_loss", "train_unlabeled_shrink", "train_unlabeled_progress"} <= set(row)
+        assert row["train_unlabeled_loss"] == pytest.approx(row["train_unlabeled_shrink"], rel=1e-6)
+        assert row["train_unlabeled_shrink"] > 0
+    assert all(row["train_unlabeled_loss"] == 0 for row in records[0.0])
+    progress = [row["train_unlabeled_progress"] for row in records[1.0]]
+    assert 0 <= progress[0] < progress[1] < progress[2] <= 1
+    a, b = (load_checkpoint(runs[w] / "last.pt")["model"] for w in (0.0, 1.0))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    # the task's section is strict and its moved key points to the new place, both naming the file
+    with pytest.raises(ConfigError, match=r"^d\.yaml: invalid config\n  shrink\.wieght: Extra inputs"):
+        config_from_dict({**base, "shrink": {"wieght": 1}}, source="d.yaml")
+    with pytest.raises(ConfigError, match=r"^d\.yaml: train\.shrink_weight is now shrink\.weight \(moved to the 'diabetes'"):
+        config_from_dict(base, source="d.yaml", overrides=["train.shrink_weight=1"])
+
+
+def test_a_task_section_may_not_replace_a_core_one(tmp_path):
+    spec = TaskSpec(
+        name="clash", help="x", data_config=DiabetesData, build=DiabetesTask, models=MODELS, sections={"train": Shrink}
+    )
+    register_task(spec)
+    try:
+        with pytest.raises(TypeError, match=r"sections \['train'\] would replace core config sections"):
+            config_from_dict({"name": "c", "task": "clash", "model": {"name": "mlp"}})
+    finally:
+        TASKS.unregister("clash")
 
 
 def test_third_task_on_the_command_line(diabetes_task, tmp_path, capsys):

@@ -224,7 +224,7 @@ def test_qat_export_round_trip(tmp_path):
     torch.save(export, tmp_path / "int4.pt")
     assert export["size_bytes"] < export["float32_bytes"] / 4
     fresh = dequantize_into(
-        apply_qat(build_classifier("resnet9", 1, 10, {"width": 8}), 4), torch.load(tmp_path / "int4.pt", weights_only=False)
+        apply_qat(build_classifier("resnet9", 1, 10, {"width": 8}), 4), torch.load(tmp_path / "int4.pt", weights_only=True)
     ).eval()
     fresh_layers = dict(quantized_layers(fresh))
     for name, layer in quantized_layers(model):

@@ -1,9 +1,9 @@
 """Kaggle kernel kagglekit/kagglekit-fwi-submission: the waveform-inversion test set -> /kaggle/working/submission.csv.
 
-Rendered by `kagglekit kaggle render-kernel fwi-submission` from src/kagglekit/kaggle/kernels.py: render
-again with other options rather than editing this file. The internet is off: the code dataset's
-wheels (`kagglekit kaggle stage-code`) are installed from its mounted folder, then one call of
-`kagglekit.kaggle.runtime` does the work. Inputs are found under both mount layouts of
+Rendered by `kagglekit kaggle render-kernel fwi-submission` (a kind declared in kagglekit.fwi.kernels): render again
+with other options rather than editing this file. The internet is off: the code dataset's wheels
+(`kagglekit kaggle stage-code`) are installed from its mounted folder, then one call of
+`kagglekit.fwi.kernels.fwi_submission` does the work. Inputs are found under both mount layouts of
 /kaggle/input (root overridable with KAGGLEKIT_KAGGLE_ROOT).
 """
 
@@ -16,9 +16,10 @@ from pathlib import Path
 
 CODE = "kagglekit/kagglekit-code"  # `kagglekit kaggle stage-code` output
 WEIGHTS = "kagglekit/kagglekit-fwi-weights"  # `kagglekit kaggle stage-weights` output: a dataset, or a model owner/model/framework/variation/N
-COMPETITION = "waveform-inversion"
-# refine_minutes > 0: refine the blend by physics within that budget (where this kagglekit can)
-OPTIONS = {"batch_size": 64, "refine_minutes": 0.0}
+COMPETITION = "waveform-inversion"  # the competition whose test set is predicted
+BATCH_SIZE = 64  # test samples per forward pass
+REFINE_MINUTES = 0.0  # physics refinement budget in minutes, choosing the maps included (0: off)
+REFINE_ITERS = None  # iterations per refined map (None: `fwi refine`'s default)
 
 ROOT = Path(os.environ.get("KAGGLEKIT_KAGGLE_ROOT", "/kaggle"))
 
@@ -39,7 +40,15 @@ def install_code(handle: str) -> None:
     importlib.invalidate_caches()
 
 
-install_code(CODE)
-from kagglekit.kaggle.runtime import fwi_submission  # noqa: E402 (installed just above)
+if "LOCAL_RANK" not in os.environ:  # torchrun's workers start after their launcher (this script) installed it
+    install_code(CODE)
+from kagglekit.fwi.kernels import fwi_submission  # noqa: E402 (installed just above)
 
-fwi_submission(weights=WEIGHTS, competition=COMPETITION, root=ROOT, **OPTIONS)
+fwi_submission(
+    weights=WEIGHTS,
+    competition=COMPETITION,
+    batch_size=BATCH_SIZE,
+    refine_minutes=REFINE_MINUTES,
+    refine_iters=REFINE_ITERS,
+    root=ROOT,
+)

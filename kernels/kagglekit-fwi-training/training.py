@@ -1,9 +1,9 @@
 """Kaggle kernel kagglekit/kagglekit-fwi-training: train one fold of a waveform-inversion config, resumable across sessions.
 
-Rendered by `kagglekit kaggle render-kernel fwi-training` from src/kagglekit/kaggle/kernels.py: render
-again with other options rather than editing this file. The internet is off: the code dataset's
-wheels (`kagglekit kaggle stage-code`) are installed from its mounted folder, then one call of
-`kagglekit.kaggle.runtime` does the work. Inputs are found under both mount layouts of
+Rendered by `kagglekit kaggle render-kernel fwi-training` (a kind declared in kagglekit.fwi.kernels): render again
+with other options rather than editing this file. The internet is off: the code dataset's wheels
+(`kagglekit kaggle stage-code`) are installed from its mounted folder, then one call of
+`kagglekit.fwi.kernels.fwi_training` does the work. Inputs are found under both mount layouts of
 /kaggle/input (root overridable with KAGGLEKIT_KAGGLE_ROOT).
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 CODE = "kagglekit/kagglekit-code"  # `kagglekit kaggle stage-code` output
 DATA = "kagglekit/kagglekit-fwi-converted"  # `kagglekit fwi convert` output, uploaded as a dataset
-PREVIOUS = None  # this kernel's earlier output to continue from (`render-kernel --resume-from`)
-FOLD = 0
-EPOCHS_PER_SESSION = 10  # per session (`train --stop-after`; None: to the end); then push with PREVIOUS set
+RESUME_FROM = None  # this kernel (owner/slug) whose earlier output holds the run to continue
+FOLD = 0  # the fold to train (-1: all folds, holdout validation)
+EPOCHS_PER_SESSION = 10  # epochs per Kaggle session (0: all); then push again with --resume-from
 CONFIG_NAME = "hgnet_b2"
 CONFIG_YAML = """
 # HGNet-V2 UNet (brendanartley recipe): hgnetv2_b2, EMA 0.99, flip augmentation (+ flip TTA at predict).
@@ -51,15 +51,16 @@ def install_code(handle: str) -> None:
     importlib.invalidate_caches()
 
 
-install_code(CODE)
-from kagglekit.kaggle.runtime import fwi_training  # noqa: E402 (installed just above)
+if "LOCAL_RANK" not in os.environ:  # torchrun's workers start after their launcher (this script) installed it
+    install_code(CODE)
+from kagglekit.fwi.kernels import fwi_training  # noqa: E402 (installed just above)
 
 fwi_training(
     data=DATA,
-    config_name=CONFIG_NAME,
-    config_yaml=CONFIG_YAML,
+    resume_from=RESUME_FROM,
     fold=FOLD,
     epochs_per_session=EPOCHS_PER_SESSION,
-    previous=PREVIOUS,
+    config_name=CONFIG_NAME,
+    config_yaml=CONFIG_YAML,
     root=ROOT,
 )

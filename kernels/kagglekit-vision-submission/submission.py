@@ -1,9 +1,9 @@
 """Kaggle kernel kagglekit/kagglekit-vision-submission: an image-classification test set -> /kaggle/working/submission.csv.
 
-Rendered by `kagglekit kaggle render-kernel vision-submission` from src/kagglekit/kaggle/kernels.py: render
-again with other options rather than editing this file. The internet is off: the code dataset's
-wheels (`kagglekit kaggle stage-code`) are installed from its mounted folder, then one call of
-`kagglekit.kaggle.runtime` does the work. Inputs are found under both mount layouts of
+Rendered by `kagglekit kaggle render-kernel vision-submission` (a kind declared in kagglekit.vision.kernels): render again
+with other options rather than editing this file. The internet is off: the code dataset's wheels
+(`kagglekit kaggle stage-code`) are installed from its mounted folder, then one call of
+`kagglekit.vision.kernels.vision_submission` does the work. Inputs are found under both mount layouts of
 /kaggle/input (root overridable with KAGGLEKIT_KAGGLE_ROOT).
 """
 
@@ -16,9 +16,11 @@ from pathlib import Path
 
 CODE = "kagglekit/kagglekit-code"  # `kagglekit kaggle stage-code` output
 WEIGHTS = "kagglekit/kagglekit-vision-weights"  # `kagglekit kaggle stage-weights` output of vision runs (dataset or model)
-COMPETITION = "cassava-leaf-disease-classification"
-LAYOUT = {"train_csv": "train.csv", "train_images": "train_images", "test_images": "test_images"}  # the competition's files
-OPTIONS = {"batch_size": 128}
+COMPETITION = "cassava-leaf-disease-classification"  # an image-classification competition
+BATCH_SIZE = 128  # test images per forward pass
+TRAIN_CSV = "train.csv"  # the competition's id,label CSV of the training images
+TRAIN_IMAGES = "train_images"  # the competition's folder of training images
+TEST_IMAGES = "test_images"  # the competition's folder of test images
 
 ROOT = Path(os.environ.get("KAGGLEKIT_KAGGLE_ROOT", "/kaggle"))
 
@@ -39,7 +41,16 @@ def install_code(handle: str) -> None:
     importlib.invalidate_caches()
 
 
-install_code(CODE)
-from kagglekit.kaggle.runtime import vision_submission  # noqa: E402 (installed just above)
+if "LOCAL_RANK" not in os.environ:  # torchrun's workers start after their launcher (this script) installed it
+    install_code(CODE)
+from kagglekit.vision.kernels import vision_submission  # noqa: E402 (installed just above)
 
-vision_submission(weights=WEIGHTS, competition=COMPETITION, root=ROOT, **LAYOUT, **OPTIONS)
+vision_submission(
+    weights=WEIGHTS,
+    competition=COMPETITION,
+    batch_size=BATCH_SIZE,
+    train_csv=TRAIN_CSV,
+    train_images=TRAIN_IMAGES,
+    test_images=TEST_IMAGES,
+    root=ROOT,
+)

@@ -10,31 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Every option's default after its help (unless required, a flag, or already in the text)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        shown = action.default not in (None, False, argparse.SUPPRESS) and not action.required
-        if shown and "default" not in text and action.option_strings:
-            text += " (default: %(default)s)"
-        return text
-
-
-def command(
-    subparsers: argparse._SubParsersAction, name: str, help: str, description: str | None = None
-) -> argparse.ArgumentParser:
-    """A sub-command parser in the house style (tasks add theirs with this)."""
-    return subparsers.add_parser(name, help=help, description=description or help, formatter_class=HelpFormatter)
+from kagglekit.command import HelpFormatter, Parser, command  # noqa: F401 (re-exported: tasks' command modules use it)
 
 
 def _train(args) -> None:
-    from kagglekit.config import load_config
-    from kagglekit.engine.fit import fit
+    from kagglekit.engine.train import train
 
-    cfg = load_config(args.config, args.overrides)
-    run_dir = fit(cfg, fold=args.fold, resume=args.resume, stop_after=args.stop_after)
+    run_dir = train(args.config, fold=args.fold, overrides=args.overrides, resume=args.resume, stop_after=args.stop_after)
     print(f"run folder: {run_dir}")
 
 
@@ -47,11 +29,25 @@ def _models(args) -> None:
     print(markdown_table(["task", "model", "parameters (M, default size)"], model_rows(names), digits=[None, None, 2]))
 
 
+def _runs(args) -> None:
+    from kagglekit.engine.experiments import experiment_rows, to_csv, to_markdown
+
+    rows = experiment_rows(args.runs_dir, args.configs, per_fold=args.folds)
+    print(to_csv(rows) if args.csv else to_markdown(rows), end="" if args.csv else "\n")
+
+
+def _convert_checkpoint(args) -> None:
+    from kagglekit.engine.checkpoint import convert_checkpoint
+
+    for path in args.checkpoints:
+        print(f"{path}: {'converted to plain data' if convert_checkpoint(path) else 'loads safely already, left as it is'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kagglekit import __version__
     from kagglekit.engine.task import TASKS
 
-    parser = argparse.ArgumentParser(prog="kagglekit", description="Kaggle competition workbench", formatter_class=HelpFormatter)
+    parser = Parser(prog="kagglekit", description="Kaggle competition workbench", formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"kagglekit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
     commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
@@ -69,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     models = command(commands, "models", "list the registered models of every task with their parameter counts")
     models.add_argument("--task", choices=TASKS.names(), default=None, help="only this task's models")
     models.set_defaults(func=_models)
+
+    runs = command(commands, "runs", "the experiment table: one row per config of a runs folder (CV, epochs, overrides, LB)")
+    runs.add_argument("runs_dir", nargs="?", default="runs", metavar="RUNS_DIR", help="folder of run folders (default: runs)")
+    runs.add_argument("--configs", default="configs", help="where the config files are (overrides are shown against them)")
+    runs.add_argument("--folds", action="store_true", help="one row per fold folder instead of per config")
+    runs.add_argument("--csv", action="store_true", help="print CSV (all columns) instead of a markdown table")
+    runs.set_defaults(func=_runs)
+
+    convert = command(commands, "convert-checkpoint", "rewrite checkpoints from before safe loading as plain data (in place)")
+    convert.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="best.pt / last.pt files")
+    convert.set_defaults(func=_convert_checkpoint)
 
     from kagglekit.kaggle.commands import add_commands as add_kaggle_commands
 

@@ -1,8 +1,10 @@
 """Typed experiment configs: YAML -> validated pydantic objects, dotted overrides, saved resolved.
 
-The core sections (model, train, out_dir) live here; `data` belongs to the task, whose registered
-schema validates it. Unknown keys and wrong types fail with the file and the dotted key named. A config never
-mutates a shared default: every load builds fresh objects.
+The core sections (model, train, out_dir) live here; `data` and any section a task declares
+(`TaskSpec.sections`, e.g. fwi's `physics:`) belong to the task, whose registered schemas validate
+them. Unknown keys, wrong types, keys a task moved elsewhere and the task's rules across sections
+fail with the file and the dotted key named. A config never mutates a shared default: every load
+builds fresh objects.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, create_model
 
+from kagglekit.engine.task import TASKS, TaskSpec, get_task
 from kagglekit.errors import UserError
 from kagglekit.io import atomic_write_text
 
@@ -67,21 +70,10 @@ class TrainConfig(Strict):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     optimizer: Literal["adamw", "sgd"] = "adamw"
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    physics_weight: float = Field(
-        0.0, ge=0.0, description="weight of the task's physics term (fwi: relative seismic misfit of the prediction); 0 = off"
-    )
-    physics_warmup: float = Field(
-        0.1, ge=0.0, le=1.0, description="share of training over which the physics weight ramps up from 0"
-    )
-    physics_samples: int = Field(
-        2, ge=1, description="samples of each batch (and per unlabeled batch) the physics term simulates"
-    )
-    cycle_weight: float = Field(0.0, ge=0.0, description="weight of the cycle-consistency term on unlabeled batches")
-    unlabeled_every: int = Field(4, ge=1, description="one unlabeled batch (physics terms only) every N training batches")
 
 
 class Config(Strict):
-    """The core of every config; `data` is the task's own schema (see `config_class`)."""
+    """The core of every config; `data` and the task's own sections are typed by the task (see `config_class`)."""
 
     name: str
     task: str = Field(description="registered task: its schema checks `data`, its code trains")
@@ -93,15 +85,51 @@ class Config(Strict):
 
 @functools.cache
 def config_class(task: str) -> type[Config]:
-    """Config with `data` typed by the task's schema (one class per task, built once)."""
-    from kagglekit.engine.task import get_task
-
+    """Config with `data` and the task's own sections typed by its schemas (one class per task, built once)."""
     spec = get_task(task)
+    clash = sorted(set(spec.sections) & set(Config.model_fields))
+    if clash:
+        raise TypeError(f"task '{task}': sections {clash} would replace core config sections")
+    sections = {name: (schema, Field(default_factory=schema)) for name, schema in spec.sections.items()}
     return create_model(
         f"{spec.data_config.__name__.removesuffix('DataConfig')}Config",
         __base__=Config,
         data=(spec.data_config, Field(default_factory=spec.data_config)),
+        **sections,
     )
+
+
+def _has_dotted(tree: dict, dotted: str) -> bool:
+    node = tree
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def _refuse_moved_keys(spec: TaskSpec, data: dict, source: str) -> None:
+    """One line naming every key of `data` the task moved, and where each lives now."""
+    found = [(old, new) for old, new in spec.moved.items() if _has_dotted(data, old)]
+    if found:
+        moves = ", ".join(f"{old} is now {new}" for old, new in found)
+        sections = ", ".join(sorted({f"{new.split('.')[0]}:" for _, new in found}))
+        raise ConfigError(f"{source}: {moves} (moved to the '{spec.name}' task's {sections} section); rename")
+
+
+def _migrate_moved_keys(spec: TaskSpec, data: dict) -> None:
+    """Move every key the task moved to its new home, in place (a run folder's config.yaml saved
+    by an older kagglekit holds the old keys with their resolved values)."""
+    for old, new in spec.moved.items():
+        if not _has_dotted(data, old):
+            continue
+        *parents, leaf = old.split(".")
+        node = data
+        for key in parents:
+            node = node[key]
+        value = node.pop(leaf)
+        if not _has_dotted(data, new):
+            _set_dotted(data, new, value, "<saved config>")
 
 
 def _merge_defaults(defaults: dict, values: dict) -> dict:
@@ -149,27 +177,36 @@ def _format_errors(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def config_from_dict(data: dict, source: str = "<dict>", overrides: list[str] | None = None) -> Config:
-    """Validate a config dict (never modified) with dotted overrides applied, under the task's defaults."""
+def config_from_dict(data: dict, source: str = "<dict>", overrides: list[str] | None = None, saved: bool = False) -> Config:
+    """Validate a config dict (never modified) with dotted overrides applied, under the task's defaults.
+
+    `saved=True` reads a config kagglekit wrote itself (a run folder's config.yaml): keys a task
+    moved since are carried to their new place instead of refused."""
     data = copy.deepcopy(data)
     for key, value in parse_overrides(overrides or []):
         _set_dotted(data, key, value, source)
     task = data.get("task")
     if not isinstance(task, str):
         raise ConfigError(f"{source}: invalid config\n  task: required, one of the registered tasks (found {task!r})")
-    from kagglekit.engine.task import TASKS
-
     if task not in TASKS:
         raise ConfigError(f"{source}: invalid config\n  task: unknown task {task!r}; registered: {', '.join(TASKS.names())}")
-    data = _merge_defaults(TASKS.get(task).defaults, data)
+    spec = get_task(task)
+    if saved:
+        _migrate_moved_keys(spec, data)
+    _refuse_moved_keys(spec, data, source)
+    data = _merge_defaults(spec.defaults, data)
     try:
-        return config_class(task).model_validate(data)
+        cfg = config_class(task).model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from None
+    problems = spec.check(cfg) if spec.check is not None else []
+    if problems:
+        raise ConfigError(f"{source}: {'; '.join(problems)}")
+    return cfg
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Load a YAML config; `name` defaults to the file stem."""
+def load_config(path: str | Path, overrides: list[str] | None = None, saved: bool = False) -> Config:
+    """Load a YAML config; `name` defaults to the file stem (`saved`: see `config_from_dict`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -180,7 +217,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, found {type(data).__name__}")
     data.setdefault("name", path.stem)
-    return config_from_dict(data, source=str(path), overrides=overrides)
+    return config_from_dict(data, source=str(path), overrides=overrides, saved=saved)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -9,21 +9,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from kagglekit.engine.checkpoint import load_weights_file
 from kagglekit.errors import UserError
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError(f"{path}: pretrained weights not found (pretrained must be a local file; nothing is downloaded)")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             obj = load_file(str(path))
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from exc
+        except Exception as exc:  # safetensors raises its own error types
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise UserError(f"{path}: cannot read safetensors weights ({type(exc).__name__}: {first})") from None
+    else:
+        obj = load_weights_file(path)  # weights_only=True: pickled code is refused, never run
     for key in ("ema", "model", "state_dict"):  # our checkpoints, then common wrappers
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             return obj[key]

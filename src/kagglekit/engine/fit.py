@@ -8,7 +8,6 @@ out-of-fold predictions, and --resume from last.pt that reproduces an uninterrup
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -26,11 +25,12 @@ from kagglekit.config import Config, save_config
 from kagglekit.engine import distributed
 from kagglekit.engine.amp import amp_dtype, autocast, grad_scaler
 from kagglekit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from kagglekit.engine.runs import run_dir_for
+from kagglekit.engine.runs import RunFolder, load_weights, without_starting_weights
 from kagglekit.engine.schedule import ProgressSchedule
-from kagglekit.engine.task import Task, build_task
+from kagglekit.engine.task import ExtraData, Task, build_task
 from kagglekit.engine.tta import predict_batch
 from kagglekit.io import atomic_save_npy, atomic_write_text
+from kagglekit.log import logger
 from kagglekit.progress import progress_bar
 
 
@@ -41,7 +41,14 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG's state as tensors and plain lists (last.pt loads with weights_only=True)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": [version, list(internal), gauss_next],
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -49,8 +56,10 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -121,7 +130,7 @@ class _Run:
     scaler: torch.amp.GradScaler
     dtype: torch.dtype | None
     fold_signature: str
-    unlabeled_set: object = None  # inputs without labels for the physics terms (task.unlabeled_dataset)
+    extra: ExtraData | None = None  # the task's second stream of inputs (task.extra_data), e.g. unlabeled
     epoch: int = 0  # the next epoch to train (0-based)
     global_step: int = 0
     best_score: float = -math.inf
@@ -141,7 +150,7 @@ class _Run:
 
     def log(self, message: str) -> None:
         if self.ctx.is_main:
-            print(f"[kagglekit] {message}", flush=True)
+            logger.info(message)
 
 
 def fit(cfg: Config, fold: int, resume: bool = False, progress: bool = True, stop_after: int | None = None) -> Path:
@@ -170,18 +179,16 @@ def fit(cfg: Config, fold: int, resume: bool = False, progress: bool = True, sto
 
 def _set_up(cfg: Config, fold: int, resume: bool, progress: bool, ctx) -> _Run:
     """Task, data, model, EMA, optimizer, schedule, scaler; the state of last.pt when resuming."""
-    run_dir = run_dir_for(cfg, fold)
-    last_path = run_dir / "last.pt"
+    folder = RunFolder.of(cfg, fold)
+    run_dir, last_path = folder.path, folder.last
     if last_path.exists() and not resume:
         raise FileExistsError(f"{run_dir}: already holds a run; pass --resume to continue it or delete the folder")
     seed_everything(cfg.train.seed)
-    task = build_task(cfg)
+    task = build_task(without_starting_weights(cfg) if resume and last_path.exists() else cfg)  # last.pt holds the weights
     train_set, valid_set = task.datasets(fold)
-    if cfg.train.physics_weight > 0 and not hasattr(task, "physics"):
-        raise ValueError(f"train.physics_weight: the '{cfg.task}' task has no physics term")
-    unlabeled_set = task.unlabeled_dataset() if hasattr(task, "unlabeled_dataset") else None
-    if unlabeled_set is not None and cfg.train.physics_weight == 0:
-        raise ValueError("unlabeled data is trained on by the physics term alone: set train.physics_weight > 0")
+    extra = task.extra_data() if hasattr(task, "extra_data") else None
+    if extra is not None and not hasattr(task, "extra_loss"):
+        raise TypeError(f"task '{cfg.task}': extra_data() needs an extra_loss(model, batch, progress) hook")
     model = task.build_model().to(ctx.device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -221,13 +228,13 @@ def _set_up(cfg: Config, fold: int, resume: bool, progress: bool, ctx) -> _Run:
         grad_scaler(ctx.device, dtype),
         dtype,
         task.fold_signature(),
-        unlabeled_set,
+        extra,
     )
     if resume and last_path.exists():
         _restore(run, last_path)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
+        save_config(cfg, folder.config_path)
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
     run.log(
         f"{cfg.name} fold {fold}: {len(train_set)} train / {len(valid_set) if valid_set else 0} valid, "
@@ -244,9 +251,10 @@ def _restore(run: _Run, last_path: Path) -> None:
             f"{last_path}: trained on another fold assignment (fold signature {state['fold_signature'][:12]} vs "
             f"{run.fold_signature[:12]} now); the folds changed since this run started: restore them or start a new run"
         )
-    run.model.load_state_dict(state["model"])
+    config_path = RunFolder(run.run_dir).config_path
+    load_weights(run.model, state["model"], last_path, config_path)
     if run.ema is not None and state.get("ema") is not None:
-        run.ema.module.load_state_dict(state["ema"])
+        load_weights(run.ema.module, state["ema"], last_path, config_path)
     run.optimizer.load_state_dict(state["optimizer"])
     run.schedule.load_state_dict(state["schedule"])
     run.scaler.load_state_dict(state["scaler"])
@@ -265,87 +273,85 @@ def _progress(run: _Run) -> float:
     return max(steps, elapsed / (run.cfg.train.max_minutes * 60))
 
 
-def _physics_weight(run: _Run) -> float:
-    """train.physics_weight, ramped linearly over the first physics_warmup of training progress."""
-    warmup = run.cfg.train.physics_warmup
-    ramp = 1.0 if warmup == 0 else min(1.0, run.schedule.progress / warmup)
-    return run.cfg.train.physics_weight * ramp
+class _TermMeans:
+    """Running means of logged loss terms over an epoch."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, terms: dict[str, torch.Tensor], prefix: str = "") -> None:
+        for k, v in terms.items():
+            key = prefix + k
+            self.sums[key] = self.sums.get(key, 0.0) + float(v.detach())
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def means(self, ctx) -> dict[str, float]:
+        return {k: distributed.mean_across(self.sums[k] / self.counts[k], ctx) for k in sorted(self.sums)}
 
 
-def _sub_batch(batch: dict, n: int) -> dict:
-    return {k: v[:n] for k, v in batch.items()}
-
-
-def _unlabeled_batches(run: _Run):
-    """Endless batches of unlabeled inputs (physics_samples each), reshuffled every pass."""
+def _extra_batches(run: _Run):
+    """Endless batches of the task's extra data, reshuffled every pass."""
     n_pass = 0
     while True:
         seed = run.epoch * 1000 + n_pass  # deterministic per (epoch, pass): resume-safe on CPU
-        loader = make_loader(run.unlabeled_set, run.cfg, run.ctx, seed, train=True, batch_size=run.cfg.train.physics_samples)
-        yield from loader
+        yield from make_loader(run.extra.dataset, run.cfg, run.ctx, seed, train=True, batch_size=run.extra.batch_size)
         n_pass += 1
 
 
-def _unlabeled_step(run: _Run, batch: dict, weight: float) -> dict[str, float]:
-    """Forward + backward of one unlabeled batch with the physics terms only (gradients accumulate
-    locally under DDP's no_sync; the next labeled backward reduces them)."""
-    cfg = run.cfg
+def _extra_step(run: _Run, batch: dict, means: _TermMeans) -> None:
+    """Forward + backward of one extra batch through task.extra_loss (gradients accumulate locally
+    under DDP's no_sync; the next labeled backward reduces them)."""
     sync = run.train_model.no_sync() if run.ctx.enabled else nullcontext()
     with sync:
         with autocast(run.ctx.device, run.dtype):
-            output = run.task.forward(run.train_model, batch)
-        terms = run.task.physics(run.train_model, output.float(), batch, cycle=cfg.train.cycle_weight > 0)
-        total = weight * terms["physics"] + cfg.train.cycle_weight * terms.get("cycle", 0.0)
-        run.scaler.scale(total / cfg.train.accum_steps).backward()
-    return {f"unlabeled_{k}": float(v.detach()) for k, v in terms.items()}
+            terms = run.task.extra_loss(run.train_model, batch, run.schedule.progress)
+        run.scaler.scale(terms["loss"] / run.cfg.train.accum_steps).backward()
+    means.add(terms, prefix=f"{run.extra.name}_")
+
+
+def _check_finite(run: _Run, terms: dict[str, torch.Tensor], batch_index: int) -> float:
+    value = float(terms["loss"].detach())
+    if not math.isfinite(value):
+        bad = {k: float(v.detach()) for k, v in terms.items()}
+        raise FloatingPointError(
+            f"{run.cfg.name} fold {run.fold}: loss became {value} at epoch {run.epoch + 1}, batch {batch_index} (terms {bad})"
+        )
+    return value
 
 
 def _train_epoch(run: _Run) -> tuple[float, float, dict[str, float]]:
-    """One pass over this epoch's batches (or until the schedule ends); (mean loss, epochs done,
-    mean of every extra term, e.g. physics)."""
-    cfg, ctx = run.cfg, run.ctx
+    """One pass over this epoch's batches (or until the schedule ends); (mean "loss", epochs done,
+    mean of every other term the task returned, e.g. physics, unlabeled_physics)."""
+    cfg, ctx, task = run.cfg, run.ctx, run.task
     run.train_model.train()
     if hasattr(run.train_set, "set_epoch"):  # e.g. on-the-fly data that is new every epoch
         run.train_set.set_epoch(run.epoch)
     loader = make_loader(run.train_set, cfg, ctx, run.epoch, train=True)
-    physics_on = cfg.train.physics_weight > 0
-    unlabeled = _unlabeled_batches(run) if physics_on and run.unlabeled_set is not None else None
-    extra_sums: dict[str, float] = {}
-    extra_counts: dict[str, int] = {}
-
-    def add_terms(values: dict[str, float]) -> None:
-        for k, v in values.items():
-            extra_sums[k] = extra_sums.get(k, 0.0) + v
-            extra_counts[k] = extra_counts.get(k, 0) + 1
-
+    extra = _extra_batches(run) if run.extra is not None else None
+    means = _TermMeans()
     running, n_seen = 0.0, 0
     bar = progress_bar(loader, desc=f"epoch {run.epoch + 1}/{cfg.train.epochs}", disable=not run.progress)
     run.optimizer.zero_grad(set_to_none=True)
     for i, batch in enumerate(bar):
         batch = _to_device(batch, ctx.device)
-        if hasattr(run.task, "prepare_batch"):  # optional: finish a batch on the device (fwi: simulate)
-            batch = run.task.prepare_batch(batch)
+        if hasattr(task, "prepare_batch"):  # optional: finish a batch on the device (fwi: simulate)
+            batch = task.prepare_batch(batch)
         last_micro = (i + 1) % cfg.train.accum_steps == 0 or i + 1 == len(loader)
         sync = nullcontext() if (last_micro or not ctx.enabled) else run.train_model.no_sync()
-        weight = _physics_weight(run) if physics_on else 0.0
-        if unlabeled is not None and i % cfg.train.unlabeled_every == 0:
-            add_terms(_unlabeled_step(run, _to_device(next(unlabeled), ctx.device), weight))
+        if extra is not None and i % run.extra.every == 0:
+            _extra_step(run, _to_device(next(extra), ctx.device), means)
         with sync:
             with autocast(ctx.device, run.dtype):
-                output = run.task.forward(run.train_model, batch)
-                terms = run.task.loss(output, batch)
-            total = terms["loss"]
-            if physics_on:  # float32, outside autocast: the simulator runs at full precision
-                n = cfg.train.physics_samples
-                physics = run.task.physics(run.train_model, output[:n].float(), _sub_batch(batch, n), cycle=False)
-                total = total + weight * physics["physics"]
-                add_terms({k: float(v.detach()) for k, v in physics.items()})
-            run.scaler.scale(total / cfg.train.accum_steps).backward()
-        loss_value = float(terms["loss"].detach())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"{cfg.name} fold {run.fold}: loss became {loss_value} at epoch {run.epoch + 1}, batch {i}")
-        running += loss_value
+                output = task.forward(run.train_model, batch)
+                if hasattr(task, "train_loss"):
+                    terms = task.train_loss(output, batch, run.schedule.progress)
+                else:
+                    terms = task.loss(output, batch)
+            run.scaler.scale(terms["loss"] / cfg.train.accum_steps).backward()
+        running += _check_finite(run, terms, i)
         n_seen += 1
+        means.add({k: v for k, v in terms.items() if k != "loss"})
         if last_micro:
             _optimizer_step(run)
             bar.set_postfix(loss=f"{running / n_seen:.3g}", lr=f"{run.schedule.get_last_lr()[0]:.2e}")
@@ -353,8 +359,7 @@ def _train_epoch(run: _Run) -> tuple[float, float, dict[str, float]]:
                 break  # the budget is spent: the schedule has annealed, stop mid-epoch
     bar.close()
     train_loss = distributed.mean_across(running / max(1, n_seen), ctx)
-    extras = {k: distributed.mean_across(extra_sums[k] / extra_counts[k], ctx) for k in sorted(extra_sums)}
-    return train_loss, run.epoch + n_seen / max(1, len(loader)), extras
+    return train_loss, run.epoch + n_seen / max(1, len(loader)), means.means(ctx)
 
 
 def _optimizer_step(run: _Run) -> None:
@@ -399,19 +404,19 @@ def _save_epoch(run: _Run, train_loss: float, epochs_done: float, extras: dict, 
         "budget_spent": run.schedule.done and run.global_step < run.schedule.total_steps,  # the time budget ended the run
         **{f"valid/{k}": v for k, v in metrics.items()},
     }
-    with open(run.run_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
+    folder = RunFolder(run.run_dir)
+    folder.write_epoch_metrics(record)
     summary = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if "/" not in k)
     extra = "".join(f", train {k} {v:.4g}" for k, v in extras.items())
     run.log(f"epoch {run.epoch + 1}: train loss {train_loss:.4g}{extra}, {summary}{' (best)' if improved else ''}")
     common = {"config": run.cfg.model_dump(mode="json"), "fold_signature": run.fold_signature}
     if improved:
         best = {"model": run.eval_model.state_dict(), "epoch": run.epoch, "epochs_done": epochs_done, "metrics": metrics}
-        save_checkpoint({**best, **common}, run.run_dir / "best.pt")
+        save_checkpoint({**best, **common, "primary_metric": run.task.primary_metric}, folder.best)
         if outputs is not None:
             oof, ids = run.task.oof(outputs, keys)
-            atomic_save_npy(run.run_dir / "oof.npy", oof)
-            atomic_write_text(run.run_dir / "oof_ids.csv", ids.to_csv(index=False))
+            atomic_save_npy(folder.oof_path, oof)
+            atomic_write_text(folder.oof_ids_path, ids.to_csv(index=False))
     last = {
         "model": run.model.state_dict(),
         "ema": run.ema.module.state_dict() if run.ema is not None else None,
@@ -424,12 +429,12 @@ def _save_epoch(run: _Run, train_loss: float, epochs_done: float, extras: dict, 
         "elapsed_s": run.elapsed(),
         "rng": _rng_state(),
     }
-    save_checkpoint({**last, **common}, run.run_dir / "last.pt")
+    save_checkpoint({**last, **common}, folder.last)
 
 
 def _finish(run: _Run, trained_now: bool) -> None:
     """The task's after-fit step (e.g. calibration) and the best epoch's report."""
-    best_path = run.run_dir / "best.pt"
+    best_path = RunFolder(run.run_dir).best
     if not run.ctx.is_main or not best_path.exists():
         return
     if run.schedule.done and run.epoch < run.cfg.train.epochs:

@@ -2,7 +2,9 @@
 
 Weights minimise OOF MAE with scipy's SLSQP (simplex constraint, subgradient of the MAE) on a
 random subsample of OOF pixels; rows of the permanent holdout (fold -1) are never used for the
-fit and are scored separately, so the blend is judged on data its weights did not see.
+fit and are scored separately, so the blend is judged on data its weights did not see. Test
+predictions are `Predictions` files; the blend's rows are sorted by id and it carries the union of
+its members' run folders forward (runs.json).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import numpy as np
 from scipy.optimize import minimize
 
 from kagglekit.errors import UserError
-from kagglekit.fwi.constants import VMAX, VMIN
+from kagglekit.fwi.constants import VELOCITY_SHAPE
 from kagglekit.fwi.oof import OOF, load_oof
-from kagglekit.io import atomic_save_npy, atomic_write_text, read_ids, write_ids
+from kagglekit.fwi.predictions import Predictions
+from kagglekit.io import atomic_write_text
 from kagglekit.report import markdown_table
 
 METHODS = ("mean", "median", "weights")
+_CHUNK = 2048  # test maps per blending step (bounded memory: members x chunk maps in float32)
 
 
 class EnsembleError(UserError):
@@ -75,7 +79,8 @@ def align(oofs: list[OOF]) -> None:
 
 
 def combine(stack: np.ndarray, method: str, weights: np.ndarray | None = None) -> np.ndarray:
-    """stack (M, N, 70, 70) -> (N, 70, 70), clipped to 1500-4500."""
+    """stack (M, N, 70, 70) -> (N, 70, 70). Not clipped: the CSV writer clips, after checking how much
+    lies outside 1500-4500 (a blend of members on another scale must reach that check)."""
     if method == "mean":
         out = stack.mean(axis=0)
     elif method == "median":
@@ -84,7 +89,7 @@ def combine(stack: np.ndarray, method: str, weights: np.ndarray | None = None) -
         out = np.tensordot(weights, stack, axes=1)
     else:
         raise EnsembleError(f"unknown method '{method}'; valid: {', '.join(METHODS)}")
-    return np.clip(out, VMIN, VMAX)
+    return out
 
 
 def fit_weights(stack: np.ndarray, truth: np.ndarray, n_pixels: int = 400_000, seed: int = 0) -> np.ndarray:
@@ -139,25 +144,28 @@ def blend_oof(paths: list[str | Path], method: str) -> tuple[Blend, list[OOF]]:
     return Blend(method, weights, [o.name for o in oofs], table, holdout), oofs
 
 
-def blend_test(pred_paths: list[str | Path], blend: Blend) -> tuple[np.ndarray, list[str]]:
-    """Apply the blend to test predictions (each `<name>.npy` with `ids.txt` beside it, one per
-    member in the blend's order); rows come back sorted by id."""
-    if len(pred_paths) != len(blend.weights):
-        raise EnsembleError(f"{len(pred_paths)} prediction files for a blend of {len(blend.weights)} members ({blend.members})")
-    arrays, ref_ids = [], None
-    for path in map(Path, pred_paths):
-        ids = read_ids(path.parent / "ids.txt")
-        arr = np.load(path, mmap_mode="r")
-        if len(arr) != len(ids):
-            raise EnsembleError(f"{path}: {len(arr)} predictions but {len(ids)} ids in {path.parent / 'ids.txt'}")
-        if ref_ids is None:
-            ref_ids = ids
-        elif set(ids) != set(ref_ids):
-            raise EnsembleError(f"{path}: test ids differ from {pred_paths[0]}")
-        order = np.argsort(ids)
-        arrays.append(np.asarray(arr, dtype=np.float32)[order])
-    ids_sorted = sorted(ref_ids)
-    return combine(np.stack(arrays), blend.method, blend.weights), ids_sorted
+def read_members(pred_paths: list[str | Path]) -> list[Predictions]:
+    """The members' test predictions (each `<name>.npy` with `ids.txt` beside it), checked to hold
+    the same ids."""
+    members = [Predictions.read(p) for p in pred_paths]
+    for member in members[1:]:
+        if set(member.ids) != set(members[0].ids):
+            raise EnsembleError(f"{member.path}: test ids differ from {members[0].path}")
+    return members
+
+
+def blend_test(members: list[Predictions], blend: Blend) -> Predictions:
+    """Apply the blend to test predictions (one per member in the blend's order) -> (N, 70, 70)
+    float32 Predictions, rows sorted by id, carrying the members' runs; blended chunk by chunk."""
+    if len(members) != len(blend.weights):
+        raise EnsembleError(f"{len(members)} prediction files for a blend of {len(blend.weights)} members ({blend.members})")
+    ids = sorted(members[0].ids)
+    rows = [np.argsort(m.ids) for m in members]  # member row of each sorted id
+    out = np.empty((len(ids), *VELOCITY_SHAPE), dtype=np.float32)
+    for start in range(0, len(ids), _CHUNK):
+        stack = np.stack([np.asarray(m.values[r[start : start + _CHUNK]], dtype=np.float32) for m, r in zip(members, rows)])
+        out[start : start + _CHUNK] = combine(stack, blend.method, blend.weights)  # (M, k, 70, 70) -> (k, 70, 70)
+    return Predictions(out, ids, None, sorted({run for m in members for run in m.runs}))
 
 
 def format_table(table: dict[str, dict[str, float]]) -> str:
@@ -167,10 +175,12 @@ def format_table(table: dict[str, dict[str, float]]) -> str:
 
 
 def ensemble_to_folder(oof_paths: list[str | Path], pred_paths: list[str | Path], method: str, out: str | Path) -> str:
-    """`fwi ensemble`: fit the blend on OOF, write ensemble.json (+ ensemble.npy and ids.txt when
-    test predictions are given); returns the report printed by the command."""
+    """`fwi ensemble`: fit the blend on OOF, write ensemble.json (+ ensemble.npy with ids.txt and
+    runs.json when test predictions are given); returns the report printed by the command. Every
+    input is read before anything is written."""
     if pred_paths and len(pred_paths) != len(oof_paths):
-        raise EnsembleError(f"--preds needs one prediction file per --oof member ({len(oof_paths)}), got {len(pred_paths)}")
+        raise EnsembleError(f"--preds needs one prediction file per run folder ({len(oof_paths)}), got {len(pred_paths)}")
+    members = read_members(pred_paths) if pred_paths else []
     blend, oofs = blend_oof(oof_paths, method)
     out = Path(out)
     lines = [
@@ -180,18 +190,17 @@ def ensemble_to_folder(oof_paths: list[str | Path], pred_paths: list[str | Path]
     ]
     if blend.holdout_table:
         lines += ["holdout MAE (fold -1, not used for fitting):", format_table(blend.holdout_table)]
+    blended = blend_test(members, blend) if members else None
+    if blended is not None:
+        Predictions.check_folder_ids(out, blended.ids)
     atomic_write_text(out / "ensemble.json", json.dumps(blend.to_json(), indent=1))
-    if pred_paths:
-        pred, ids = blend_test(pred_paths, blend)
-        atomic_save_npy(out / "ensemble.npy", pred.astype(np.float16))
-        write_ids(out / "ids.txt", ids)
-        lines.append(f"wrote {out / 'ensemble.npy'} and {out / 'ids.txt'}")
+    if blended is not None:
+        blended.write(out / "ensemble.npy")
+        lines.append(f"wrote {out / 'ensemble.npy'} (ids.txt, runs.json beside it)")
     return "\n".join(lines)
 
 
-def blend_config_predictions(
-    pred_dir: str | Path, configs: list[str], ensemble_json: str | Path | None = None
-) -> tuple[np.ndarray, list[str]]:
+def blend_config_predictions(pred_dir: str | Path, configs: list[str], ensemble_json: str | Path | None = None) -> Predictions:
     """Blend the fold-mean predictions `<pred_dir>/<config>.npy` of `configs`: with the blend of
     `ensemble_json` (its members are config folders) or, without one, their plain mean."""
     pred_dir = Path(pred_dir)
@@ -204,4 +213,4 @@ def blend_config_predictions(
     else:
         names = list(configs)
         blend = Blend("mean", np.full(len(names), 1.0 / len(names)), names, {}, {})
-    return blend_test([pred_dir / f"{name}.npy" for name in names], blend)
+    return blend_test(read_members([pred_dir / f"{name}.npy" for name in names]), blend)

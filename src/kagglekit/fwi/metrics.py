@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kagglekit.fwi.constants import GRID
-
-SCORED_COLUMNS = np.arange(1, GRID, 2)  # x_1 .. x_69
+from kagglekit.fwi.constants import GRID, SCORED_COLUMNS
 
 
 def sample_mae(pred: np.ndarray, truth: np.ndarray, scored_only: bool = True) -> np.ndarray:

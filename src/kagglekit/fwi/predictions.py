@@ -1,23 +1,28 @@
 """`Predictions`: the one prediction-file type of waveform inversion.
 
 On disk a prediction is `<name>.npy` of shape (N, 70, 70) (m/s, float16 or float32) with `ids.txt`
-beside it: one test id per line, in the array's row order. Every command that reads or writes
-predictions (predict, ensemble, refine, submit, pseudo-label, the Kaggle kernel) goes through this
-type; in memory it is the array and its ids, so refinement and the CSV writer never need a file.
+beside it: one test id per line, in the array's row order. `runs.json` beside it (optional) maps each
+file's stem to the absolute run folders it came from, so a CSV made from it can say which runs it
+scores (`<csv>.sources.json`). Every command that reads or writes predictions (predict, ensemble,
+refine, write-csv, pseudo-label, the Kaggle kernel) goes through this type; in memory it is the
+array, its ids and its runs, so refinement and the CSV writer never need a file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from kagglekit.errors import UserError
-from kagglekit.io import atomic_save_npy, read_ids, write_ids
+from kagglekit.fwi.constants import VELOCITY_SHAPE
+from kagglekit.io import atomic_save_npy, atomic_write_text, read_ids, write_ids
 
 IDS_FILE = "ids.txt"
-MAP_SHAPE = (70, 70)
+RUNS_FILE = "runs.json"
+MAP_SHAPE = VELOCITY_SHAPE  # (70, 70)
 _CHUNK = 4096  # rows per finiteness check (bounded memory on memmaps)
 
 
@@ -27,11 +32,13 @@ class PredictionsError(UserError):
 
 @dataclass
 class Predictions:
-    """`values` (N, 70, 70) m/s, row i is the map of `ids[i]`; `path` is where it was read from."""
+    """`values` (N, 70, 70) m/s, row i is the map of `ids[i]`; `path` is where it was read from;
+    `runs` the absolute run folders the maps came from (empty when unknown)."""
 
     values: np.ndarray
     ids: list[str]
     path: Path | None = None
+    runs: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         where = self.path or "predictions"
@@ -48,22 +55,25 @@ class Predictions:
         """The ids sidecar of a prediction file: `ids.txt` in the same folder."""
         return Path(path).parent / IDS_FILE
 
+    @staticmethod
+    def runs_path(path: str | Path) -> Path:
+        """The runs sidecar of a prediction file: `runs.json` in the same folder ({stem: [run dirs]})."""
+        return Path(path).parent / RUNS_FILE
+
+    @classmethod
+    def read_runs(cls, path: str | Path) -> list[str]:
+        """The run folders recorded for prediction file `path` ([] without a runs.json)."""
+        return _read_runs_file(cls.runs_path(path)).get(Path(path).stem, [])
+
     @classmethod
     def read(cls, path: str | Path, *, check_finite: bool = True) -> Predictions:
         """Memory-map `path` and read the ids beside it; a missing, truncated or non-numeric file,
         a shape that is not (N, 70, 70), a row count that differs from the ids, or a non-finite
         value is one PredictionsError naming the file."""
         path = Path(path)
-        if not path.is_file():
-            raise PredictionsError(f"{path}: prediction file not found")
-        try:
-            values = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
-            raise PredictionsError(f"{path}: not a readable .npy array ({type(err).__name__}: {err})") from None
-        if not np.issubdtype(values.dtype, np.floating) and not np.issubdtype(values.dtype, np.integer):
-            raise PredictionsError(f"{path}: expected numeric velocity maps, found dtype {values.dtype}")
+        values = read_maps(path, "prediction file")
         ids = read_ids(cls.ids_path(path))
-        pred = cls(values, ids, path)
+        pred = cls(values, ids, path, cls.read_runs(path))
         if check_finite:
             pred.check_finite()
         return pred
@@ -80,16 +90,38 @@ class Predictions:
 
     def write(self, path: str | Path, dtype=np.float16) -> Path:
         """`path` (.npy, atomically) and `ids.txt` beside it; an ids.txt already there must hold
-        the same ids (several prediction files share one folder and one ids file)."""
+        the same ids (several prediction files share one folder and one ids file). The runs, when
+        known, are recorded under the file's stem in `runs.json` beside it."""
         path = Path(path)
-        ids_file = self.ids_path(path)
-        if ids_file.is_file() and read_ids(ids_file) != self.ids:
-            raise PredictionsError(f"{ids_file}: holds other ids than {path}; write these predictions to another folder")
+        self.check_folder_ids(path.parent, self.ids)
         atomic_save_npy(path, np.asarray(self.values, dtype=dtype))
+        self.write_sidecars(path)
+        return path
+
+    @staticmethod
+    def check_folder_ids(folder: str | Path, ids: list[str]) -> None:
+        """Refuse to put predictions of `ids` in `folder` when the ids.txt already there holds others
+        (every prediction file of a folder shares its ids.txt)."""
+        ids_file = Path(folder) / IDS_FILE
+        if ids_file.is_file() and read_ids(ids_file) != ids:
+            raise PredictionsError(
+                f"{ids_file}: holds other ids (another test set or row order); write these predictions to another folder"
+            )
+
+    def write_sidecars(self, path: str | Path) -> None:
+        """`ids.txt` (unless the same ids are there) and this file's runs in `runs.json`, beside `path`
+        (for an array already written there, e.g. streamed into a memmap)."""
+        path = Path(path)
+        self.check_folder_ids(path.parent, self.ids)
+        ids_file = self.ids_path(path)
         if not ids_file.is_file():
             write_ids(ids_file, self.ids)
+        if self.runs:
+            runs_file = self.runs_path(path)
+            recorded = _read_runs_file(runs_file)
+            recorded[path.stem] = sorted(set(self.runs))
+            atomic_write_text(runs_file, json.dumps(recorded, indent=1) + "\n")
         self.path = path
-        return path
 
     def float32(self) -> np.ndarray:
         """The maps in memory as float32 (N, 70, 70)."""
@@ -97,7 +129,7 @@ class Predictions:
 
     def sorted_by_id(self) -> Predictions:
         order = np.argsort(self.ids)
-        return Predictions(np.asarray(self.values)[order], [self.ids[i] for i in order], None)
+        return Predictions(np.asarray(self.values)[order], [self.ids[i] for i in order], None, list(self.runs))
 
     def reordered(self, ids: list[str]) -> Predictions:
         """The rows of `ids`, in that order (every id must be here)."""
@@ -105,4 +137,44 @@ class Predictions:
         missing = [k for k in ids if k not in position]
         if missing:
             raise PredictionsError(f"{self.path or 'predictions'}: no map for {len(missing)} ids (first: {missing[:3]})")
-        return Predictions(np.asarray(self.values)[[position[k] for k in ids]], list(ids), None)
+        return Predictions(np.asarray(self.values)[[position[k] for k in ids]], list(ids), None, list(self.runs))
+
+
+def read_maps(path: Path, what: str) -> np.ndarray:
+    """Memory-map a .npy of velocity maps; missing, unreadable, truncated, pickled (object) or
+    non-numeric is one PredictionsError naming the file (the shape is the caller's check)."""
+    if not path.is_file():
+        raise PredictionsError(f"{path}: {what} not found")
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head != b"\x93NUMPY":  # numpy's own error would suggest loading a pickle unsafely
+        found = "an empty file" if not head else "a pickle" if head[:1] == b"\x80" else f"a file starting {head!r}"
+        raise PredictionsError(f"{path}: expected a .npy array, found {found} (never unpickled)")
+    try:
+        values = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        if "object" in str(err).lower():
+            raise PredictionsError(
+                f"{path}: expected numeric velocity maps, found an array of Python objects (never unpickled)"
+            ) from None
+        if "mmap length" in str(err):
+            raise PredictionsError(f"{path}: not a readable .npy array: truncated (shorter than its header declares)") from None
+        raise PredictionsError(f"{path}: not a readable .npy array ({type(err).__name__}: {err})") from None
+    if not np.issubdtype(values.dtype, np.floating) and not np.issubdtype(values.dtype, np.integer):
+        raise PredictionsError(f"{path}: expected numeric velocity maps, found dtype {values.dtype}")
+    return values
+
+
+def _read_runs_file(path: Path) -> dict[str, list[str]]:
+    """{prediction stem: [absolute run dirs]} from a runs.json ({} when there is none)."""
+    if not path.is_file():
+        return {}
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise PredictionsError(f"{path}: not a runs.json ({type(err).__name__}: {err})") from None
+    if not isinstance(recorded, dict) or not all(
+        isinstance(v, list) and all(isinstance(r, str) for r in v) for v in recorded.values()
+    ):
+        raise PredictionsError(f"{path}: expected {{prediction name: [run folders]}}, found {str(recorded)[:80]}")
+    return recorded

@@ -21,23 +21,24 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from kagglekit.config import load_config
+from kagglekit.engine.runs import RunFolder
 from kagglekit.errors import UserError
 from kagglekit.fwi.augment.folder import GeneratedRows, format_origin, write_generated_folder
 from kagglekit.fwi.constants import VMAX, VMIN
 from kagglekit.fwi.metrics import mae_table
-from kagglekit.io import atomic_write_text, read_ids
+from kagglekit.fwi.predictions import Predictions
+from kagglekit.io import atomic_write_text
 from kagglekit.report import markdown_table
 
 
 def _fold_of(run_dir: Path) -> int:
-    match = re.fullmatch(r"fold(\d+)|full", run_dir.name)
-    if not match or not (run_dir / "best.pt").is_file():
+
+    folder = RunFolder(run_dir)
+    if not folder.has_fold_name or not folder.best.is_file():
         raise UserError(f"{run_dir}: not a finished run folder (expected <out_dir>/<config>/fold<k>/best.pt)")
-    return -1 if run_dir.name == "full" else int(match.group(1))
+    return folder.fold
 
 
 def next_round_name(name: str) -> str:
@@ -46,13 +47,12 @@ def next_round_name(name: str) -> str:
     return f"{match.group(1)}_pl{int(match.group(2)) + 1}" if match else f"{name}_pl1"
 
 
-def write_pseudo_folder(
-    pred: np.ndarray, ids: list[str], out: Path, *, device: str = "cpu", batch: int = 32, progress: bool = True
-) -> Path:
-    """(N, 70, 70) predicted maps -> a generated folder of (simulate(map), map) rows."""
+def write_pseudo_folder(pred: Predictions, out: Path, *, device: str = "cpu", batch: int = 32, progress: bool = True) -> Path:
+    """(N, 70, 70) predicted maps -> a generated folder of (simulate(map), map) rows, origin pseudo:<id>."""
     from kagglekit.fwi.augment.augment import simulate_maps
 
-    maps = np.clip(np.asarray(pred, dtype=np.float32), VMIN, VMAX)  # (N, 70, 70)
+    maps = np.clip(pred.float32(), VMIN, VMAX)  # (N, 70, 70)
+    ids = pred.ids
     digest = hashlib.sha256(maps.tobytes()).hexdigest()[:16]
     plan = {"kind": "pseudo", "version": 1, "maps": digest, "ids": len(ids)}
     shard_size = 256
@@ -66,47 +66,56 @@ def write_pseudo_folder(
     return write_generated_folder(out, plan, len(maps), shard_size, make_shard, progress=progress, desc="pseudo pairs")
 
 
-def _score(pred_path: Path, ids: list[str], test_dir: Path, work: Path, tag: str, labels, device: str) -> dict:
+def _score(pred: Predictions, test_dir: Path, work: Path, tag: str, labels, device: str) -> dict:
+    """Misfit (cached in work/misfit_<tag>.csv, keyed by the maps' content) and, with labels, the MAE."""
     from kagglekit.fwi.data.readers import TestFolder
     from kagglekit.fwi.refine import start_misfits
 
-    pred = np.load(pred_path).astype(np.float32)
-    misfit = start_misfits(pred, ids, TestFolder(test_dir), work / f"misfit_{tag}.csv", device=device, progress=False, reuse=True)
+    misfit = start_misfits(pred, TestFolder(test_dir), work / f"misfit_{tag}.csv", device=device, progress=False, reuse=True)
     row = {"misfit_mean": float(misfit.mean()), "misfit_median": float(misfit.median())}
     if labels is not None:
         truth, families = labels
         row.update(
-            {f"mae/{k}" if k not in ("mae", "mae_all_columns") else k: v for k, v in mae_table(pred, truth, families).items()}
+            {
+                f"mae/{k}" if k not in ("mae", "mae_all_columns") else k: v
+                for k, v in mae_table(pred.float32(), truth, families).items()
+            }
         )
     return row
 
 
-def _labels(labels: str | None, label_ids: str | None, ids: list[str]):
+def _read_labels(labels: str | None, label_ids: str | None):
+    """(maps, ids, families) of --labels / --label-ids, checked like `fwi score` (before any work)."""
     if labels is None:
         return None
     if label_ids is None:
         raise UserError("--labels needs --label-ids (test_ids.csv: id[,family] per row of the labels)")
-    table = pd.read_csv(label_ids, dtype={"id": str})
-    truth_all = np.load(labels, mmap_mode="r")
-    if len(table) != len(truth_all):
-        raise UserError(f"{labels}: {len(truth_all)} maps but {label_ids} lists {len(table)} ids")
-    position = {i: k for k, i in enumerate(table["id"])}
+    from kagglekit.fwi.submission.score import read_labels
+
+    return read_labels(labels, label_ids)
+
+
+def _labels(read, label_ids: str | None, ids: list[str]):
+    """The labels of the predicted `ids`, in their order: (N, 70, 70) float32, (N,) families."""
+    if read is None:
+        return None
+    truth_all, label_order, families = read
+    position = {i: k for k, i in enumerate(label_order)}
     missing = [i for i in ids if i not in position]
     if missing:
         raise UserError(f"{label_ids}: no label for {len(missing)} predicted ids, e.g. {missing[:3]}")
     rows = [position[i] for i in ids]
-    families = table["family"].to_numpy()[rows] if "family" in table else np.asarray(["all"] * len(ids))
-    return np.asarray(truth_all[rows], dtype=np.float32), families
+    fam = np.asarray(families)[rows] if families is not None else np.asarray(["all"] * len(ids))
+    return np.asarray(truth_all[rows], dtype=np.float32), fam
 
 
 def _finetune(
     run_dir: Path, extra_roots: list[Path], name: str, minutes: float, epochs: int, lr_scale: float, repeat: int, progress: bool
 ) -> Path:
     from kagglekit.engine.fit import fit
-    from kagglekit.engine.runs import run_dir_for
     from kagglekit.fwi.data.datasets import ConvertedFolder
 
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = RunFolder(run_dir).config()
     counts = cfg.data.repeats or [1] * len(cfg.data.folders)
     # older rounds' pseudo-labels go: this round's replace them
     kept = [
@@ -121,15 +130,15 @@ def _finetune(
         f"out_dir={run_dir.parent.parent}",
         f"data.roots=[{','.join(roots)}]",
         f"data.repeats=[{','.join(map(str, repeats))}]",
-        f"model.pretrained={run_dir / 'best.pt'}",
+        f"model.pretrained={RunFolder(run_dir).best}",
         f"train.max_minutes={minutes}",
         f"train.epochs={epochs}",
         f"train.lr={cfg.train.lr * lr_scale}",
         "train.warmup_epochs=0",
     ]
-    cfg = load_config(run_dir / "config.yaml", overrides)
-    target = run_dir_for(cfg, _fold_of(run_dir))
-    if (target / "config.yaml").is_file() and load_config(target / "config.yaml") != cfg:
+    cfg = RunFolder(run_dir).config(overrides)
+    target = RunFolder.of(cfg, _fold_of(run_dir))
+    if target.config_path.is_file() and target.config() != cfg:
         raise UserError(f"{target}: holds a fine-tuning run with other settings; remove it or pass another --name")
     return fit(cfg, _fold_of(run_dir), resume=True, progress=progress)
 
@@ -153,33 +162,38 @@ def pseudo_label_round(
 ) -> dict:
     """Run one round; returns (and writes to OUT/round.json and OUT/round.md) the report."""
     from kagglekit.fwi.predict import predict_runs
-    from kagglekit.fwi.refine import refine_file
+    from kagglekit.fwi.refine import prediction_digest, refine_predictions
 
     run_dir, test_dir, out = Path(run_dir), Path(test_dir), Path(out)
     _fold_of(run_dir)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    run_name = load_config(run_dir / "config.yaml").name
+    run_name = RunFolder(run_dir).config().name
+    label_maps = _read_labels(labels, label_ids)  # a bad labels file fails before any work
 
-    before = predict_runs([run_dir], test_dir, out / "before", device=dev, progress=progress)[run_name]
-    ids = read_ids(out / "before" / "ids.txt")
-    truth = _labels(labels, label_ids, ids)
-    report = {"run": str(run_dir), "test_dir": str(test_dir), "before": _score(before, ids, test_dir, out, "before", truth, dev)}
+    before = Predictions.read(predict_runs([run_dir], test_dir, out / "before", device=dev, progress=progress)[run_name])
+    truth = _labels(label_maps, label_ids, before.ids)
+    report = {"run": str(run_dir), "test_dir": str(test_dir), "before": _score(before, test_dir, out, "before", truth, dev)}
 
-    labels_path = before
+    pseudo_labels = before
     if refine_minutes > 0:
-        refined = refine_file(
-            before, out / "before" / "ids.txt", test_dir, out / "refined", budget_minutes=refine_minutes, device=dev
-        )
-        labels_path = refined / "refined.npy"
-        report["refined"] = _score(labels_path, ids, test_dir, out, "refined", truth, dev)
-    pseudo = write_pseudo_folder(np.load(labels_path), ids, out / "pseudo", device=dev, progress=progress)
+        # a finished refinement step is not repeated on a rerun (a cut one continues with a new budget)
+        step, marker = {"before": prediction_digest(before), "minutes": refine_minutes}, out / "refined.json"
+        if marker.is_file() and json.loads(marker.read_text()) == step:
+            pseudo_labels = Predictions.read(out / "refined" / "refined.npy")
+        else:
+            pseudo_labels = refine_predictions(
+                before, test_dir, out / "refined", minutes=refine_minutes, device=dev, progress=progress
+            )
+            atomic_write_text(marker, json.dumps(step))
+        report["refined"] = _score(pseudo_labels, test_dir, out, "refined", truth, dev)
+    pseudo = write_pseudo_folder(pseudo_labels, out / "pseudo", device=dev, progress=progress)
 
     variants = {"pseudo": [pseudo]} | ({"control": []} if control else {})
     for variant, extra in variants.items():
         new_name = (name or next_round_name(run_name)) + ("" if variant == "pseudo" else "_control")
         new_run = _finetune(run_dir, extra, new_name, finetune_minutes, epochs, lr_scale, pseudo_repeat, progress)
-        pred = predict_runs([new_run], test_dir, out / variant, device=dev, progress=progress)[new_name]
-        report[variant] = {"run": str(new_run), **_score(pred, ids, test_dir, out, variant, truth, dev)}
+        pred = Predictions.read(predict_runs([new_run], test_dir, out / variant, device=dev, progress=progress)[new_name])
+        report[variant] = {"run": str(new_run), **_score(pred, test_dir, out, variant, truth, dev)}
     atomic_write_text(out / "round.json", json.dumps(report, indent=1))
     atomic_write_text(out / "round.md", round_table(report) + "\n")
     return report

@@ -1,15 +1,30 @@
-"""`fwi refine`: refine a prediction file against the test seismic, worst-fitting maps first.
+"""`fwi refine`: refine predictions against the test seismic, worst-fitting maps first, within a budget.
 
-OUT_DIR holds `refined.npy` (float16, the ids' order; maps not refined are the start unchanged),
-`ids.txt`, `start_misfit.csv` (the ranking: relative misfit of every start map) and
-`residuals.csv` (one row per refined sample). Batches are written as they finish: refined rows
-first, then their residuals lines, so a rerun into the same OUT_DIR redoes at most the batch
-that was cut off and skips every sample already in residuals.csv.
+`refine_predictions(pred, test_dir, out_dir)` works on a `Predictions` in memory and returns the
+refined one; OUT_DIR holds its state, so a rerun with the same predictions continues:
+- `source.json`: the content hash of the start (values + ids) and the test folder; another start refuses;
+- `refined.npy` (float16, the ids' order; maps not refined are the start unchanged) + `ids.txt`;
+- `start_misfit.csv`: the ranking (relative misfit of start maps), appended chunk by chunk;
+- `residuals.csv`: one row per refined sample (status "ok" or "failed", with the reason), appended
+  batch by batch after the batch's rows are in refined.npy;
+- `inflight.txt`: the ids of the batch being written (a rerun restores those not in residuals.csv).
+A kill at any moment leaves files a rerun reads: a line cut off is dropped, a half-written batch is
+restored to its start and redone, temporary files of dead processes are removed.
+
+With a time budget (`minutes`) the ranking is part of it: a random share of the maps is ranked,
+sized from the measured speed to a quarter of the time left, then the worst of those are refined;
+when they are done and time is left, more are ranked. Without one, all maps are ranked first.
+
+To split the work over ranks, each rank refines its share into its own folder,
+`refine_predictions(pred.reordered(share), test_dir, out / f"rank{r}", ...)`, and one process then
+calls `merge_refined(pred, [out / f"rank{r}" for r in ...], out)`.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import os
 import time
@@ -22,29 +37,73 @@ import torch
 from kagglekit.errors import UserError
 from kagglekit.fwi.constants import VMAX, VMIN
 from kagglekit.fwi.data.readers import TestFolder
+from kagglekit.fwi.predictions import Predictions
 from kagglekit.io import atomic_path, atomic_write_text, read_ids, write_ids
 from kagglekit.progress import progress_bar
 
-RESIDUAL_COLUMNS = ["sample_id", "residual_before", "residual_after", "accepted", "iterations", "seconds", "basis"]
+RESIDUAL_COLUMNS = [
+    "sample_id",
+    "residual_before",
+    "residual_after",
+    "accepted",
+    "iterations",
+    "seconds",
+    "basis",
+    "status",
+    "reason",
+]
+RANK_COLUMNS = ["sample_id", "misfit"]
+RANK_SHARE = 0.25  # share of the time left that one ranking round may take
+RANK_SEED = 0  # the order in which maps are ranked under a budget (a random share, the same on reruns)
+_CHUNK = 1024  # rows per chunk when hashing or copying predictions
 
 
-def load_predictions(pred_path: str | Path, ids_path: str | Path) -> tuple[np.ndarray, list[str]]:
-    """A prediction file (N, 70, 70) memory-mapped, and its ids; shapes and values checked."""
-    pred_path = Path(pred_path)
-    if not pred_path.is_file():
-        raise UserError(f"{pred_path}: prediction file not found")
-    try:
-        pred = np.load(pred_path, mmap_mode="r")
-    except ValueError as err:
-        raise UserError(f"{pred_path}: not a .npy array ({err})") from err
-    ids = read_ids(ids_path)
-    if pred.ndim != 3 or pred.shape[1:] != (70, 70) or len(pred) != len(ids):
-        raise UserError(f"{pred_path}: expected ({len(ids)}, 70, 70) predictions for the ids of {ids_path}, found {pred.shape}")
-    finite = np.concatenate([np.isfinite(pred[i : i + 4096]).all(axis=(1, 2)) for i in range(0, len(pred), 4096)])
-    bad = [ids[i] for i in np.flatnonzero(~finite)]
-    if bad:
-        raise UserError(f"{pred_path}: {len(bad)} maps have non-finite values (first: {bad[:3]})")
-    return pred, ids
+def prediction_digest(pred: Predictions) -> str:
+    """Content hash of the maps (as float32, so the storage dtype does not matter) and their ids."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update("\n".join(pred.ids).encode())
+    for start in range(0, len(pred), _CHUNK):
+        h.update(np.ascontiguousarray(pred.values[start : start + _CHUNK], dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+class _Journal:
+    """An append-only CSV: each append is one write of whole lines, fsynced; a line cut off by a
+    kill (no final newline, or the wrong number of fields) is dropped when read."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.path, self.columns = path, columns
+
+    def read(self) -> pd.DataFrame:
+        """The complete rows (strings); the file is (re)created with its header when absent or empty."""
+        text = self.path.read_text() if self.path.is_file() else ""
+        complete = text[: text.rfind("\n") + 1]
+        rows = list(csv.reader(io.StringIO(complete)))
+        if not rows:  # absent, empty, or a header cut short
+            atomic_write_text(self.path, ",".join(self.columns) + "\n")
+            return pd.DataFrame(columns=self.columns)
+        if rows[0] != self.columns:
+            raise UserError(
+                f"{self.path}: expected the header {','.join(self.columns)}, found {','.join(rows[0])} "
+                "(written by another version?); choose another --out or delete the folder"
+            )
+        good = [r for r in rows[1:] if len(r) == len(self.columns)]
+        if len(good) != len(rows) - 1 or len(complete) != len(text):
+            with atomic_path(self.path) as tmp:
+                tmp.write_text(_csv_lines([self.columns, *good]))
+        return pd.DataFrame(good, columns=self.columns)
+
+    def append(self, rows: list[list]) -> None:
+        with open(self.path, "a", newline="") as f:
+            f.write(_csv_lines(rows))
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _csv_lines(rows: list[list]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
 
 
 def _observed(folder: TestFolder, position: dict[str, int], ids: list[str]) -> torch.Tensor:
@@ -60,9 +119,17 @@ def _positions(folder: TestFolder, ids: list[str]) -> dict[str, int]:
     return position
 
 
+def _misfits(pred: Predictions, rows: list[int], folder: TestFolder, position: dict[str, int], device: str) -> np.ndarray:
+    """(len(rows),) relative misfit of the start maps of `rows` (inf for a record without power)."""
+    from kagglekit.fwi.physics.misfit import relative_misfit
+
+    v = torch.from_numpy(np.stack([np.asarray(pred.values[i], np.float32) for i in rows])).clamp(VMIN, VMAX).to(device)
+    with torch.no_grad():
+        return relative_misfit(v, _observed(folder, position, [pred.ids[i] for i in rows]).to(device)).cpu().numpy()
+
+
 def start_misfits(
-    pred: np.ndarray,
-    ids: list[str],
+    pred: Predictions,
     folder: TestFolder,
     out_csv: str | Path,
     *,
@@ -71,161 +138,368 @@ def start_misfits(
     progress: bool = True,
     reuse: bool = False,
 ) -> pd.Series:
-    """Relative misfit of every map (sample_id -> value), written to out_csv (read back when reuse)."""
-    from kagglekit.fwi.physics.refine import relative_misfit
-
+    """Relative misfit of every map (sample_id -> value), written to out_csv. With `reuse`, a file
+    written for the same content (hash of values + ids, and the same test folder; recorded in
+    `<out_csv>.source.json`) is read back instead."""
     out_csv = Path(out_csv)
-    if reuse and out_csv.is_file():
+    stamp_file = out_csv.with_name(out_csv.name + ".source.json")
+    stamp = {"digest": prediction_digest(pred), "test_dir": str(folder.root.resolve())} if reuse else None
+    if reuse and out_csv.is_file() and stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp:
         done = pd.read_csv(out_csv, dtype={"sample_id": str}).set_index("sample_id")["misfit"]
-        if list(done.index) == list(ids):
+        if list(done.index) == pred.ids:
             return done
-    position = _positions(folder, ids)
-    values = np.zeros(len(ids))
-    bar = progress_bar(total=len(ids), desc="misfit", unit="map", disable=not progress)
-    with torch.no_grad():
-        for start in range(0, len(ids), batch_size):
-            chunk = ids[start : start + batch_size]
-            v = torch.from_numpy(np.asarray(pred[start : start + len(chunk)], np.float32)).clamp(VMIN, VMAX).to(device)
-            values[start : start + len(chunk)] = relative_misfit(v, _observed(folder, position, chunk).to(device)).cpu().numpy()
-            bar.update(len(chunk))
+    position = _positions(folder, pred.ids)
+    values = np.zeros(len(pred))
+    bar = progress_bar(total=len(pred), desc="misfit", unit="map", disable=not progress)
+    for start in range(0, len(pred), batch_size):
+        rows = list(range(start, min(start + batch_size, len(pred))))
+        values[rows] = _misfits(pred, rows, folder, position, device)
+        bar.update(len(rows))
     bar.close()
-    series = pd.Series(values, index=pd.Index(ids, name="sample_id"), name="misfit")
+    series = pd.Series(values, index=pd.Index(pred.ids, name="sample_id"), name="misfit")
+    stamp_file.unlink(missing_ok=True)  # never a stamp beside a file it does not describe
     atomic_write_text(out_csv, series.to_csv())
+    if stamp is not None:
+        atomic_write_text(stamp_file, json.dumps(stamp))
     return series
 
 
-def _read_done(path: Path) -> pd.DataFrame:
-    """residuals.csv without a line cut off by an interrupted write (the file is rewritten clean)."""
-    if not path.is_file():
-        return pd.DataFrame(columns=RESIDUAL_COLUMNS)
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows or rows[0] != RESIDUAL_COLUMNS:
-        raise UserError(f"{path}: expected the header {','.join(RESIDUAL_COLUMNS)}, found {rows[0] if rows else 'an empty file'}")
-    good = [r for r in rows[1:] if len(r) == len(RESIDUAL_COLUMNS) and all(r)]
-    frame = pd.DataFrame(good, columns=RESIDUAL_COLUMNS)
-    if len(good) != len(rows) - 1:
-        with atomic_path(path) as tmp:
-            frame.to_csv(tmp, index=False)
-    return frame
-
-
-def _source_stamp(pred_path: Path) -> dict:
-    stat = pred_path.stat()
-    return {"pred": str(pred_path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _prepare_out_dir(out_dir: Path, pred_path: Path, pred: np.ndarray, ids: list[str]) -> None:
-    """refined.npy (a copy of the start), ids.txt and source.json, or a check that OUT_DIR refines this file."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp_file, stamp = out_dir / "source.json", _source_stamp(pred_path)
-    if stamp_file.exists() and json.loads(stamp_file.read_text()) != stamp:
-        raise UserError(
-            f"{out_dir}: continues the refinement of {json.loads(stamp_file.read_text())['pred']} as it was then, "
-            f"not {pred_path} now; choose another --out or delete the folder"
-        )
-    ids_file = out_dir / "ids.txt"
-    if ids_file.exists() and read_ids(ids_file) != ids:
-        raise UserError(f"{out_dir}: holds the refinement of other ids; choose another --out or delete the folder")
-    atomic_write_text(stamp_file, json.dumps(stamp))
-    refined = out_dir / "refined.npy"
-    if not refined.exists():
-        with atomic_path(refined) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=pred.shape)
-            out[:] = pred
-            out.flush()
-            del out
-    write_ids(ids_file, ids)
-
-
-def refine_file(
-    pred_path: str | Path,
-    ids_path: str | Path,
-    test_dir: str | Path,
-    out_dir: str | Path,
-    *,
-    samples: int | None = None,
-    budget_minutes: float | None = None,
-    iters: int = 40,
-    device: str = "cpu",
-    batch_size: int = 8,
-    settings=None,
-    progress: bool = True,
-) -> Path:
-    """Refine the `samples` worst-fitting maps (all by default) within `budget_minutes`; returns OUT_DIR."""
-    from dataclasses import replace
-
-    from kagglekit.fwi.physics.refine import RefineSettings, refine_batch
-
-    t0 = time.time()
-    settings = replace(settings or RefineSettings(), iters=iters)
-    out_dir = Path(out_dir)
-    pred, ids = load_predictions(pred_path, ids_path)
-    folder = TestFolder(test_dir)
-    position = _positions(folder, ids)
-    _prepare_out_dir(out_dir, Path(pred_path), pred, ids)
-    ranking = start_misfits(pred, ids, folder, out_dir / "start_misfit.csv", device=device, progress=progress, reuse=True)
-    order = np.argsort(-ranking.to_numpy(), kind="stable")[: samples or len(ids)]
-    residuals_path = out_dir / "residuals.csv"
-    done = set(_read_done(residuals_path)["sample_id"])
-    todo = [int(i) for i in order if ids[i] not in done]
-    if not todo:
-        print(f"refine: nothing to do in {out_dir} ({len(done)} samples refined)")
-        return out_dir
-    refined = np.load(out_dir / "refined.npy", mmap_mode="r+")
-    new_file = not residuals_path.exists()
-    bar = progress_bar(total=len(todo), desc="refine", unit="map", disable=not progress)
-    gains: list[float] = []
-    batch_seconds = 0.0
-    with open(residuals_path, "a", newline="") as log:
-        writer = csv.writer(log)
-        if new_file:
-            writer.writerow(RESIDUAL_COLUMNS)
-        for start in range(0, len(todo), batch_size):
-            spent = time.time() - t0
-            if budget_minutes is not None and spent + batch_seconds > budget_minutes * 60:
-                print(f"refine: budget of {budget_minutes} min reached after {bar.n} of {len(todo)} maps; rerun to continue")
-                break
-            rows = todo[start : start + batch_size]
-            chunk = [ids[i] for i in rows]
-            start_maps = torch.from_numpy(np.stack([np.asarray(pred[i], np.float32) for i in rows])).to(device)
-            result = refine_batch(start_maps, _observed(folder, position, chunk).to(device), settings)
-            batch_seconds = result.seconds
-            velocity = result.velocity.cpu().numpy()
-            for j, i in enumerate(rows):
-                refined[i] = velocity[j] if bool(result.accepted[j]) else pred[i]
-            refined.flush()
-            per_sample = result.seconds / len(rows)
-            writer.writerows(
-                [
-                    sample_id,
-                    f"{float(result.misfit_before[j]):.6g}",
-                    f"{float(result.misfit_after[j]):.6g}",
-                    int(bool(result.accepted[j])),
-                    result.iterations[j],
-                    f"{per_sample:.2f}",
-                    result.plans[j],
-                ]
-                for j, sample_id in enumerate(chunk)
-            )
-            log.flush()
-            os.fsync(log.fileno())
-            gains += (1 - result.misfit_after / result.misfit_before.clamp_min(1e-12)).tolist()
-            bar.update(len(rows))
-            bar.set_postfix(misfit_cut=f"{100 * np.mean(gains):.0f}%", s_per_map=f"{per_sample:.1f}")
-    bar.close()
-    del refined
-    return out_dir
-
-
-def misfit_files(predictions: dict[str, Path], ids_path: str | Path, test_dir: str | Path, *, device: str = "cpu") -> list[Path]:
+def misfit_files(predictions: dict[str, Path], test_dir: str | Path, *, device: str = "cpu") -> list[Path]:
     """`<name>.misfit.csv` beside each config-mean prediction file (per-fold files are skipped)."""
     folder, written = TestFolder(test_dir), []
     for name, path in predictions.items():
         if "__" in name:
             continue
-        pred, ids = load_predictions(path, ids_path)
-        out = path.with_name(f"{name}.misfit.csv")
-        start_misfits(pred, ids, folder, out, device=device)
+        out = Path(path).with_name(f"{name}.misfit.csv")
+        start_misfits(Predictions.read(path), folder, out, device=device)
         written.append(out)
     return written
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Temporary files (`.NAME.tmp-<pid>`) that a killed run of this job left in OUT_DIR."""
+    for tmp in out_dir.glob(".*.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)) and tmp.is_file():
+            tmp.unlink()
+
+
+class _OutDir:
+    """The files of OUT_DIR (see the module docstring)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.source, self.refined, self.ids = root / "source.json", root / "refined.npy", root / "ids.txt"
+        self.inflight = root / "inflight.txt"
+        self.ranking = _Journal(root / "start_misfit.csv", RANK_COLUMNS)
+        self.residuals = _Journal(root / "residuals.csv", RESIDUAL_COLUMNS)
+
+    def prepare(self, pred: Predictions, folder: TestFolder) -> None:
+        """Start the folder for `pred`, or check that it continues the refinement of the same content."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(self.root)
+        stamp = {
+            "digest": prediction_digest(pred),
+            "maps": len(pred),
+            "test_dir": str(folder.root.resolve()),
+            "pred": str(pred.path.resolve()) if pred.path else "predictions in memory",
+        }
+        if self.source.is_file():
+            try:
+                old = json.loads(self.source.read_text())
+            except ValueError as err:
+                raise UserError(
+                    f"{self.source}: not a refinement stamp ({err}); choose another --out or delete the folder"
+                ) from None
+            if not isinstance(old, dict) or "digest" not in old:
+                raise UserError(f"{self.source}: written by an older kagglekit; choose another --out or delete the folder")
+            if (old["digest"], old.get("test_dir")) != (stamp["digest"], stamp["test_dir"]):
+                raise UserError(
+                    f"{self.root}: continues the refinement of {old.get('pred')} (content {old['digest'][:12]}, test folder "
+                    f"{old.get('test_dir')}), not of {stamp['pred']} (content {stamp['digest'][:12]}, test folder "
+                    f"{stamp['test_dir']}); choose another --out or delete the folder"
+                )
+            if read_ids(self.ids) != pred.ids or not self.refined.is_file():
+                raise UserError(
+                    f"{self.root}: refined.npy or ids.txt is missing or differs; choose another --out or delete the folder"
+                )
+            return
+        # a fresh folder (or one whose preparation was cut short): everything is written anew, stamp last
+        for leftover in (self.inflight, self.ranking.path, self.residuals.path):
+            leftover.unlink(missing_ok=True)
+        with atomic_path(self.refined) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(pred), 70, 70))
+            for start in range(0, len(pred), _CHUNK):
+                out[start : start + _CHUNK] = pred.values[start : start + _CHUNK]
+            out.flush()
+            del out
+        write_ids(self.ids, pred.ids)
+        atomic_write_text(self.source, json.dumps(stamp))
+
+    def restore_inflight(self, pred: Predictions, done: set[str]) -> None:
+        """Rows of a batch cut off while being written go back to their start."""
+        if not self.inflight.is_file():
+            return
+        position = {k: i for i, k in enumerate(pred.ids)}
+        rows = [position[k] for k in read_ids(self.inflight) if k not in done and k in position]
+        if rows:
+            refined = np.load(self.refined, mmap_mode="r+")
+            for i in rows:
+                refined[i] = pred.values[i]
+            refined.flush()
+            del refined
+        self.inflight.unlink()
+
+
+def _check_limits(samples: int | None, minutes: float | None, iters: int, batch_size: int, rank_share: float) -> None:
+    for name, value in (("samples", samples), ("minutes", minutes)):
+        if value is not None and not value > 0:
+            raise UserError(f"refine: --{name} must be > 0, found {value} (leave it out for no limit)")
+    if iters < 1 or batch_size < 1:
+        raise UserError(f"refine: --iters and --batch-size must be >= 1, found {iters} and {batch_size}")
+    if not 0 < rank_share <= 1:
+        raise UserError(f"refine: rank_share must be in (0, 1], found {rank_share}")
+
+
+class _Ranker:
+    """Ranks maps chunk by chunk (a fixed random order), appending to the ranking journal, until a time
+    limit; measures the seconds per map so that chunks are sized to what fits."""
+
+    def __init__(self, pred, folder, position, journal: _Journal, ranked: dict[str, float], device, batch_size, progress):
+        self.pred, self.folder, self.position, self.journal = pred, folder, position, journal
+        self.ranked, self.device, self.batch_size, self.progress = ranked, device, batch_size, progress
+        order = np.random.default_rng(RANK_SEED).permutation(len(pred))
+        self.unranked = [int(i) for i in order if pred.ids[i] not in ranked]
+        self.seconds_per_map: float | None = None
+
+    def rank(self, until: float | None) -> int:
+        """Rank more maps, none started that would end after `until` (time.monotonic()); returns how many."""
+        n_before = len(self.unranked)
+        bar = progress_bar(total=len(self.unranked), desc="rank", unit="map", disable=not self.progress)
+        while self.unranked:
+            n = self.batch_size
+            if until is not None:
+                left = until - time.monotonic()
+                per_map = self.seconds_per_map
+                n = (1 if left > 0 else 0) if per_map is None else min(n, int(left / per_map))
+                if n < 1:
+                    break
+            rows = self.unranked[:n]
+            t0 = time.monotonic()
+            values = _misfits(self.pred, rows, self.folder, self.position, self.device)
+            per_map = (time.monotonic() - t0) / len(rows)
+            self.seconds_per_map = per_map if self.seconds_per_map is None else 0.5 * (self.seconds_per_map + per_map)
+            self.journal.append([[self.pred.ids[i], f"{v:.9g}"] for i, v in zip(rows, values, strict=True)])
+            self.ranked.update({self.pred.ids[i]: float(v) for i, v in zip(rows, values, strict=True)})
+            self.unranked = self.unranked[len(rows) :]
+            bar.update(len(rows))
+        bar.close()
+        return n_before - len(self.unranked)
+
+
+def refine_predictions(
+    pred: Predictions,
+    test_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    minutes: float | None = None,
+    samples: int | None = None,
+    iters: int = 40,
+    device: str = "cpu",
+    batch_size: int = 8,
+    settings=None,
+    rank_share: float = RANK_SHARE,
+    progress: bool = True,
+) -> Predictions:
+    """Refine the `samples` worst-fitting maps of `pred` (all by default) within `minutes` (the whole
+    call: hashing, ranking and refinement); returns the refined predictions (OUT_DIR/refined.npy)."""
+    from dataclasses import replace
+
+    from kagglekit.fwi.physics.refine import GRADIENT_COST, OK, RefineSettings, refine_batch
+
+    t0 = time.monotonic()
+    deadline = None if minutes is None else t0 + 60.0 * minutes
+    _check_limits(samples, minutes, iters, batch_size, rank_share)
+    settings = replace(settings or RefineSettings(), iters=iters)
+    out = _OutDir(Path(out_dir))
+    folder = TestFolder(test_dir)
+    position = _positions(folder, pred.ids)
+    out.prepare(pred, folder)
+    done_rows = out.residuals.read()
+    done = set(done_rows["sample_id"])
+    out.restore_inflight(pred, done)
+    ranking = out.ranking.read()
+    ranked = dict(zip(ranking["sample_id"], ranking["misfit"].astype(float), strict=True))
+    ranker = _Ranker(pred, folder, position, out.ranking, ranked, device, batch_size, progress)
+    row_of = {k: i for i, k in enumerate(pred.ids)}
+    limit = samples or len(pred)
+
+    def todo() -> list[int]:
+        worst = sorted(ranked, key=lambda k: -np.nan_to_num(ranked[k], nan=np.inf))  # nan (no power) counts as worst
+        return [row_of[k] for k in worst[:limit] if k not in done][: max(limit - len(done), 0)]
+
+    def time_left() -> float:
+        return np.inf if deadline is None else deadline - time.monotonic()
+
+    refined = None
+    gains: list[float] = []
+    n_refined, stopped = 0, False
+    eval_per_map = 0.0  # measured seconds of one objective + gradient evaluation per map (the largest seen)
+    while not stopped:
+        # a ranking round: all maps without a budget, else a share of the time left
+        if ranker.unranked and ranker.rank(None if deadline is None else time.monotonic() + rank_share * time_left()) == 0:
+            if not todo():
+                break  # no time left to rank even one more map
+        queue = todo()
+        if not queue:
+            if ranker.unranked and len(done) < limit and time_left() > 0:
+                continue  # the ranked worst are done: rank more
+            break
+        bar = progress_bar(total=len(queue), desc="refine", unit="map", disable=not progress)
+        while queue:
+            # near the end of a budget, a smaller batch whose first evaluation still fits (or none)
+            per_map = eval_per_map or GRADIENT_COST * (ranker.seconds_per_map or 0.0)
+            fits = batch_size if deadline is None or per_map == 0 else min(batch_size, int(time_left() / per_map))
+            if fits < 1:
+                stopped = True
+                break
+            rows, queue = queue[:fits], queue[fits:]
+            chunk = [pred.ids[i] for i in rows]
+            start_maps = torch.from_numpy(np.stack([np.asarray(pred.values[i], np.float32) for i in rows])).to(device)
+            observed = _observed(folder, position, chunk).to(device)
+            estimate = eval_per_map * len(rows) if eval_per_map else None
+            result = refine_batch(start_maps, observed, settings, deadline=deadline, eval_seconds=estimate)
+            eval_per_map = max(eval_per_map, result.eval_seconds / len(rows))
+            velocity = result.velocity.cpu().numpy()
+            if refined is None:
+                refined = np.load(out.refined, mmap_mode="r+")
+            write_ids(out.inflight, chunk)
+            for j, i in enumerate(rows):
+                refined[i] = velocity[j] if bool(result.accepted[j]) else pred.values[i]
+            refined.flush()
+            per_sample = result.seconds / len(rows)
+            out.residuals.append(
+                [
+                    [
+                        sample_id,
+                        f"{float(result.misfit_before[j]):.6g}",
+                        f"{float(result.misfit_after[j]):.6g}",
+                        int(bool(result.accepted[j])),
+                        result.iterations[j],
+                        f"{per_sample:.2f}",
+                        result.plans[j],
+                        result.status[j],
+                        result.reasons[j],
+                    ]
+                    for j, sample_id in enumerate(chunk)
+                ]
+            )
+            done.update(chunk)
+            n_refined += len(rows)
+            gains += [
+                1 - float(result.misfit_after[j] / result.misfit_before[j].clamp_min(1e-12))
+                for j in range(len(rows))
+                if result.status[j] == OK
+            ]
+            bar.update(len(rows))
+            bar.set_postfix(misfit_cut=f"{100 * np.mean(gains or [0.0]):.0f}%", s_per_map=f"{per_sample:.1f}")
+            if result.out_of_time:
+                stopped = True
+                break
+        bar.close()
+    if refined is not None:
+        del refined
+    left = len(todo())
+    if deadline is not None and (left or ranker.unranked):
+        print(
+            f"refine: the budget of {minutes} min ends with {len(ranked)} of {len(pred)} maps ranked and {len(done)} refined "
+            f"({n_refined} in this call); rerun into {out.root} to continue"
+        )
+    elif n_refined == 0:
+        print(f"refine: nothing to do in {out.root} ({len(done)} samples refined)")
+    return Predictions(np.load(out.refined, mmap_mode="r"), list(pred.ids), out.refined)
+
+
+def refine_file(pred_path: str | Path, test_dir: str | Path, out_dir: str | Path, **options) -> Path:
+    """`refine_predictions` of a prediction file (ids.txt beside it); returns OUT_DIR."""
+    refine_predictions(Predictions.read(pred_path), test_dir, out_dir, **options)
+    return Path(out_dir)
+
+
+def _refine_share(pred_path: str, test_dir: str, out_dir: str, n_shards: int, options: dict, shard: int) -> int:
+    """Refine shard `shard` of `n_shards` (my_share of the ids) into OUT_DIR/rank<shard>of<n_shards>."""
+    from kagglekit.parallel import Rank, my_share, worker_device
+
+    pred = Predictions.read(pred_path)
+    share = my_share(pred.ids, Rank(shard, n_shards))
+    options = {**options, "device": worker_device(options.get("device", "cpu"))}
+    refine_predictions(pred.reordered(share), test_dir, Path(out_dir) / f"rank{shard}of{n_shards}", **options)
+    return len(share)
+
+
+def refine_sharded(pred_path: str | Path, test_dir: str | Path, out_dir: str | Path, *, workers: int = 1, **options) -> Path:
+    """`refine_file` split over torchrun ranks (rank r refines its share of the ids into
+    OUT_DIR/rank<r>of<world>; after a barrier rank 0 merges them into OUT_DIR) or, alone, over
+    `workers` processes on this machine (one per core or GPU). A rerun resumes every share and
+    merges again. `samples` and `minutes` apply to each share."""
+    from functools import partial
+
+    from kagglekit import parallel
+
+    rank = parallel.current_rank()
+    n_shards = rank.world if rank.world > 1 else workers
+    if n_shards == 1:
+        if options.get("device", "cpu") == "cpu":
+            parallel.set_simulation_threads(parallel.default_threads())
+        return refine_file(pred_path, test_dir, out_dir, **options)
+    if options.get("samples"):
+        options["samples"] = -(-options["samples"] // n_shards)
+    device = options.get("device", "cpu")
+    work = partial(_refine_share, str(pred_path), str(test_dir), str(out_dir), n_shards)
+    with parallel.process_group(rank):
+        if rank.world > 1:  # this rank is one worker
+            if device == "cpu":
+                parallel.set_simulation_threads(max(1, parallel.available_cores() // rank.local_world))
+            work({**options, "device": parallel.rank_device(device, rank)}, rank.rank)
+        else:
+            list(parallel.map_shards(partial(work, options), range(n_shards), device=device, workers=n_shards))
+        parallel.barrier(rank)
+        if rank.is_main:
+            merge_refined(Predictions.read(pred_path), [Path(out_dir) / f"rank{r}of{n_shards}" for r in range(n_shards)], out_dir)
+        parallel.barrier(rank)
+    return Path(out_dir)
+
+
+def merge_refined(pred: Predictions, shard_dirs: list[str | Path], out_dir: str | Path) -> Predictions:
+    """One refined prediction from per-rank folders that each refined a share of `pred`'s ids:
+    OUT_DIR/refined.npy (pred's order; rows of no shard are the start), ids.txt, residuals.csv."""
+    out_dir = Path(out_dir)
+    row_of = {k: i for i, k in enumerate(pred.ids)}
+    residuals = []
+    with atomic_path(out_dir / "refined.npy") as tmp:
+        merged = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(pred), 70, 70))
+        for start in range(0, len(pred), _CHUNK):
+            merged[start : start + _CHUNK] = pred.values[start : start + _CHUNK]
+        for shard in map(Path, shard_dirs):
+            part = Predictions.read(shard / "refined.npy")
+            missing = [k for k in part.ids if k not in row_of]
+            if missing:
+                raise UserError(f"{shard}: refined ids that the predictions do not have (first: {missing[:3]})")
+            merged[[row_of[k] for k in part.ids]] = part.values
+            residuals.append(_Journal(shard / "residuals.csv", RESIDUAL_COLUMNS).read())
+        merged.flush()
+        del merged
+    write_ids(out_dir / "ids.txt", pred.ids)
+    frame = pd.concat(residuals) if residuals else pd.DataFrame(columns=RESIDUAL_COLUMNS)
+    atomic_write_text(out_dir / "residuals.csv", frame.to_csv(index=False))
+    return Predictions(np.load(out_dir / "refined.npy", mmap_mode="r"), list(pred.ids), out_dir / "refined.npy")

@@ -13,6 +13,7 @@ from pydantic import Field
 from kagglekit.config import Strict
 from kagglekit.engine.task import TaskSpec
 from kagglekit.fwi.commands import add_commands
+from kagglekit.fwi.kernels import KERNELS
 from kagglekit.fwi.models import MODELS
 
 
@@ -46,13 +47,48 @@ class FWIDataConfig(Strict):
     simulate: SimulateConfig | None = Field(None, description="on-the-fly simulated samples mixed into training")
     max_train_samples: int | None = Field(None, ge=1, description="cap on training samples (tiny runs)")
     unlabeled: str | None = Field(
-        None, description="folder of <id>.npy test seismic trained on by the physics terms alone (needs train.physics_weight)"
+        None, description="folder of <id>.npy test seismic trained on by the physics terms alone (needs physics.weight > 0)"
     )
 
     @property
     def folders(self) -> list[str]:
         """The folders a run reads: `roots`, or `root` alone."""
         return list(self.roots) if self.roots else [self.root]
+
+
+class PhysicsConfig(Strict):
+    """The physics loss terms (fwi/task.py): the relative seismic misfit of predicted maps against
+    their own input seismic (never the label), on labeled batches and on `data.unlabeled` batches."""
+
+    weight: float = Field(0.0, ge=0.0, description="weight of the relative seismic misfit of the prediction; 0 = off")
+    warmup: float = Field(0.1, ge=0.0, le=1.0, description="share of training over which the weight ramps up from 0")
+    samples: int = Field(2, ge=1, description="samples of each batch (and per unlabeled batch) the misfit simulates")
+    cycle_weight: float = Field(
+        0.0, ge=0.0, description="weight of cycle consistency on unlabeled batches (predict, simulate, predict again: L1)"
+    )
+    unlabeled_every: int = Field(4, ge=1, description="one unlabeled batch (physics terms only) every N training batches")
+
+
+# the physics keys lived in the core `train:` section before the task owned its loss terms
+MOVED = {
+    "train.physics_weight": "physics.weight",
+    "train.physics_warmup": "physics.warmup",
+    "train.physics_samples": "physics.samples",
+    "train.cycle_weight": "physics.cycle_weight",
+    "train.unlabeled_every": "physics.unlabeled_every",
+}
+
+
+def _check(cfg) -> list[str]:
+    problems = []
+    if cfg.data.unlabeled and cfg.physics.weight == 0:
+        problems.append(
+            f"data.unlabeled: unlabeled seismic ({cfg.data.unlabeled}) trains through the physics terms alone; "
+            "set physics.weight > 0 or drop data.unlabeled"
+        )
+    if cfg.physics.cycle_weight > 0 and not cfg.data.unlabeled:
+        problems.append("physics.cycle_weight: the cycle term runs on unlabeled batches only; set data.unlabeled")
+    return problems
 
 
 def _build(cfg):
@@ -69,4 +105,8 @@ TASK = TaskSpec(
     models=MODELS,
     defaults={"train": {"loss": "l1"}},
     add_commands=add_commands,
+    kernels=KERNELS,
+    sections={"physics": PhysicsConfig},
+    moved=MOVED,
+    check=_check,
 )

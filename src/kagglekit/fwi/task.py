@@ -1,5 +1,7 @@
 """Waveform inversion as an engine task: datasets per fold over a converted folder, velocity
-models, the L1 (or other) loss, the Kaggle metric per family, and the physical flip for TTA."""
+models, the loss terms (L1 or another supervised loss; with `physics.weight`, the relative seismic
+misfit of the predictions, also on unlabeled test seismic, and cycle consistency), the Kaggle
+metric per family, and the physical flip for TTA."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kagglekit.engine.task import ExtraData
 from kagglekit.fwi.constants import VMAX, VMIN
 from kagglekit.fwi.data.datasets import FWITestDataset, FWITrainDataset
 from kagglekit.fwi.data.flip import flip_seismic, flip_velocity
@@ -52,8 +55,8 @@ class FWITask:
 
     def _with_simulated(self, train, train_ids: np.ndarray):
         """`train` plus ratio x len(train) on-the-fly pairs whose parents are training rows only."""
-        from kagglekit.fwi.augment.maps import ParentPool
         from kagglekit.fwi.data.simulated import MixedDataset, SimulatedDataset
+        from kagglekit.fwi.maps import ParentPool
 
         sim = self.cfg.data.simulate
         where = sim.where
@@ -97,25 +100,56 @@ class FWITask:
     def loss(self, output, batch):
         return {"loss": self.loss_fn(output, batch["velocity"])}
 
-    def physics(self, model, output, batch, cycle: bool = False) -> dict[str, torch.Tensor]:
-        """Relative seismic misfit of the predicted maps against their own input seismic (never the
-        label), and optionally cycle consistency: the model's prediction from the seismic its own
-        prediction simulates should equal that prediction (L1, m/s)."""
+    def physics_weight(self, progress: float) -> float:
+        """physics.weight, ramped linearly over the first physics.warmup of training progress (0 -> 1)."""
+        physics = self.cfg.physics
+        ramp = 1.0 if physics.warmup == 0 else min(1.0, progress / physics.warmup)
+        return physics.weight * ramp
+
+    @staticmethod
+    def misfit_term(output: torch.Tensor, seismic: torch.Tensor) -> torch.Tensor:
+        """Mean relative misfit of predicted maps (n, 70, 70) against their own input seismic
+        (n, 5, 1000, 70), never the label; float32 outside autocast (the simulator runs at full precision)."""
+        from kagglekit.fwi.physics.misfit import relative_misfit
+
+        with torch.autocast(output.device.type, enabled=False):
+            return relative_misfit(output.float().clamp(VMIN, VMAX), seismic).mean()
+
+    def train_loss(self, output, batch, progress: float) -> dict[str, torch.Tensor]:
+        """The supervised loss plus, with physics.weight > 0, the ramped misfit of the batch's first
+        physics.samples predictions: {"loss": total, "supervised", "physics" (unweighted)}."""
+        supervised = self.loss(output, batch)["loss"]
+        if self.cfg.physics.weight == 0:
+            return {"loss": supervised}
+        n = self.cfg.physics.samples
+        physics = self.misfit_term(output[:n], batch["seismic"][:n])
+        return {"loss": supervised + self.physics_weight(progress) * physics, "supervised": supervised, "physics": physics}
+
+    def extra_data(self) -> ExtraData | None:
+        """The test seismic of `data.unlabeled` (transductive training), physics.samples per batch."""
+        if not self.cfg.data.unlabeled:
+            return None
+        physics = self.cfg.physics
+        return ExtraData("unlabeled", FWITestDataset(self.cfg.data.unlabeled), physics.samples, physics.unlabeled_every)
+
+    def extra_loss(self, model, batch, progress: float) -> dict[str, torch.Tensor]:
+        """An unlabeled batch: the ramped misfit of its predictions and, with physics.cycle_weight,
+        cycle consistency: the model's prediction from the seismic its own prediction simulates
+        should equal that prediction (L1, m/s)."""
         from kagglekit.fwi.physics import simulate
-        from kagglekit.fwi.physics.refine import relative_misfit
         from kagglekit.fwi.physics.simulate import FAST_PML_WIDTH
 
-        velocity = output.float().clamp(VMIN, VMAX)  # (n, 70, 70)
-        terms = {"physics": relative_misfit(velocity, batch["seismic"]).mean()}
-        if cycle:
-            resimulated = simulate(velocity.detach(), pml_width=FAST_PML_WIDTH)  # (n, 5, 1000, 70)
-            again = model(resimulated).float()
-            terms["cycle"] = (again - velocity.detach()).abs().mean()
-        return terms
-
-    def unlabeled_dataset(self):
-        """The test seismic of `data.unlabeled` (transductive training), or None."""
-        return FWITestDataset(self.cfg.data.unlabeled) if self.cfg.data.unlabeled else None
+        physics = self.cfg.physics
+        output = self.forward(model, batch)  # (n, 70, 70)
+        terms = {"physics": self.misfit_term(output, batch["seismic"])}
+        total = self.physics_weight(progress) * terms["physics"]
+        if physics.cycle_weight > 0:
+            with torch.autocast(output.device.type, enabled=False):
+                velocity = output.detach().float().clamp(VMIN, VMAX)
+                resimulated = simulate(velocity, pml_width=FAST_PML_WIDTH)  # (n, 5, 1000, 70)
+                terms["cycle"] = (self.forward(model, {"seismic": resimulated}).float() - velocity).abs().mean()
+            total = total + physics.cycle_weight * terms["cycle"]
+        return {"loss": total, **terms}
 
     def evaluate(self, outputs: torch.Tensor, keys: dict[str, torch.Tensor]) -> dict[str, float]:
         """The Kaggle metric (odd columns) overall and per family, and the all-columns MAE."""

@@ -1,11 +1,14 @@
-"""Kaggle: code and weights as uploadable folders, offline kernels, and thin wrappers over the
-`kaggle` package (imported lazily in `kagglekit.kaggle.api` only: it authenticates on import).
+"""Kaggle plumbing, general to every task: code and weights as uploadable folders, kernels
+rendered from the kinds tasks declare, and thin wrappers over the `kaggle` package (imported
+lazily in `kagglekit.kaggle.api` only: it authenticates on import).
 
 - `wheels`, `stage`: `kaggle stage-code` / `stage-weights` folders (wheels, weights, manifests);
-- `kernels`: the kernel folders of `kernels/`, rendered from one template each;
+- `kernels`: `KernelKind` (what a task declares) rendered into `kernels/<slug>/`;
 - `validate`: the `kaggle` CLI's metadata rules plus stricter ones;
-- `paths`, `runtime`: what a kernel runs on Kaggle (input resolution, predict/blend/submit, train);
-- `api`, `commands`: `kagglekit kaggle push|status|output|submit|publish-*`.
+- `paths`, `runtime`: what every kernel shares on Kaggle (input resolution, staged runs, a training session);
+- `api`, `commands`, `scores`: `kagglekit kaggle push|status|output|submit|publish-*`, and the
+  public score recorded in the runs a CSV came from.
+A task's kernels themselves live in `kagglekit.<task>.kernels`.
 """
 
 from __future__ import annotations

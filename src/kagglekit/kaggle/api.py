@@ -3,7 +3,8 @@
 KAGGLE_USERNAME/KAGGLE_KEY or KAGGLE_API_TOKEN, or from ~/.kaggle/).
 
 Every failure (the CLI's own ValueErrors, HTTP and network errors, a reply carrying an error)
-becomes one KaggleError line. Waiting polls the status every `poll_s` seconds up to a timeout.
+becomes one KaggleError line. Every wait (a kernel run, a dataset or model version being processed,
+a submission being scored) is the one loop `wait_for`: poll every `poll_s` seconds up to a timeout.
 """
 
 from __future__ import annotations
@@ -85,25 +86,43 @@ def kernel_status(kernel: str) -> tuple[str, str]:
     return status, response.failure_message or ""
 
 
+def wait_for(
+    what: str,
+    check: Callable[[], tuple[bool, Any]],
+    poll_s: float,
+    timeout_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """The one polling loop: call check() every `poll_s` seconds until it returns (True, result);
+    (False, state) keeps waiting (a new state is logged); KaggleError after `timeout_s`."""
+    start, last = time.monotonic(), None
+    while True:
+        done, value = check()
+        if done:
+            return value
+        if value != last:
+            _log(f"{what}: {value}")
+            last = value
+        if time.monotonic() - start > timeout_s:
+            raise KaggleError(f"{what} still {value} after {timeout_s / 60:.0f} min")
+        sleep(poll_s)
+
+
 def wait_kernel(
     kernel: str, poll_s: float = 30.0, timeout_s: float = 12 * 3600, sleep: Callable[[float], None] = time.sleep
 ) -> str:
     """Poll until the kernel's run ends; its final status, or KaggleError when it failed or timed out."""
-    start, last = time.monotonic(), None
-    while True:
+
+    def check() -> tuple[bool, str]:
         status, message = kernel_status(kernel)
-        if status != last:
-            _log(f"{kernel}: {status}")
-            last = status
-        if status in FINAL_KERNEL_STATES:
-            if status != "COMPLETE":
-                raise KaggleError(
-                    f"{kernel} ended {status}: {message or 'no message'}; its log: kagglekit kaggle output {kernel}"
-                )
-            return status
-        if time.monotonic() - start > timeout_s:
-            raise KaggleError(f"{kernel} still {status} after {timeout_s / 60:.0f} min")
-        sleep(poll_s)
+        if status not in FINAL_KERNEL_STATES:
+            return False, status
+        _log(f"{kernel}: {status}")
+        if status != "COMPLETE":
+            raise KaggleError(f"{kernel} ended {status}: {message or 'no message'}; its log: kagglekit kaggle output {kernel}")
+        return True, status
+
+    return wait_for(kernel, check, poll_s, timeout_s, sleep)
 
 
 def output(kernel: str, out: str | Path) -> list[Path]:
@@ -118,30 +137,70 @@ def submit(
     message: str,
     csv: str | Path | None = None,
     kernel: str | None = None,
-    version: int | None = None,
+    kernel_version: int | None = None,
     output_file: str = "submission.csv",
-) -> str:
-    """A CSV competition takes `csv`; a code competition takes `kernel` + `version` (the push's
-    version number) + the name of the file the kernel wrote. Returns Kaggle's reply."""
-    api = _api()
+) -> tuple[str, int | None]:
+    """Upload `csv` (`kaggle competitions submit -c COMP -f CSV -m MSG`), or, for a code
+    competition, the file `output_file` of `kernel` version `kernel_version` (the push's version).
+    Returns (Kaggle's reply, the submission's ref when Kaggle gave one)."""
     if kernel is not None:
-        if csv is not None or version is None:
-            raise KaggleError("a code-competition submission takes --kernel and --version (and --output-file), not --csv")
+        if csv is not None or kernel_version is None:
+            raise KaggleError("a code-competition submission takes --kernel and --kernel-version (and --output-file), not a CSV")
+        api = _api()
         result = _call(
-            f"submitting {kernel} version {version} to {competition}",
+            f"submitting {kernel} version {kernel_version} to {competition}",
             api.competition_submit_code,
             output_file,
             message,
             competition,
             kernel=kernel,
-            kernel_version=int(version),
+            kernel_version=int(kernel_version),
             quiet=True,
         )
     else:
         if csv is None or not Path(csv).is_file():
-            raise KaggleError(f"a CSV-competition submission needs an existing --csv file, got {csv}")
+            raise KaggleError(f"a CSV submission needs an existing CSV file, got {csv}")
+        api = _api()
         result = _call(f"submitting {csv} to {competition}", api.competition_submit, str(csv), message, competition, quiet=True)
-    return getattr(result, "message", None) or str(result)
+    ref = getattr(result, "ref", None)
+    return getattr(result, "message", None) or str(result), (int(ref) if ref else None)
+
+
+def _name(value: Any) -> str:
+    return getattr(value, "name", str(value))
+
+
+def wait_score(
+    competition: str,
+    message: str,
+    ref: int | None = None,
+    poll_s: float = 30.0,
+    timeout_s: float = 3600,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
+    """Poll the competition's submissions until the one just made (its `ref`, else the newest with
+    description `message`) is scored; its public score, or KaggleError when scoring failed."""
+    api = _api()
+
+    def check() -> tuple[bool, Any]:
+        found = _call(f"submissions of {competition}", api.competition_submissions, competition) or []
+        mine = [s for s in found if s is not None and (s.ref == ref if ref else s.description == message)]
+        if not mine:
+            return False, "not listed yet"
+        sub = mine[0]  # newest first
+        status = _name(sub.status)
+        if status == "ERROR":
+            raise KaggleError(f"submission {sub.ref} to {competition} failed: {sub.error_description or 'no message'}")
+        if status != "COMPLETE" or sub.public_score in (None, ""):
+            return False, status
+        try:
+            return True, float(sub.public_score)
+        except ValueError:
+            raise KaggleError(
+                f"submission {sub.ref} to {competition}: public score {sub.public_score!r} is not a number"
+            ) from None
+
+    return wait_for(f"submission to {competition}", check, poll_s, timeout_s, sleep)
 
 
 def _lookup(what: str, fn: Callable[..., Any], *args) -> Any | None:
@@ -180,13 +239,14 @@ def publish_dataset(
         _log(f"new version of dataset {dataset} from {folder}")
         _call(f"versioning {dataset}", api.dataset_create_version, str(folder), notes or "kagglekit", quiet=True, dir_mode="skip")
     if wait:
-        start = time.monotonic()
-        while (status := _dataset_status(api, dataset)) != "ready":
+
+        def check() -> tuple[bool, str | None]:
+            status = _dataset_status(api, dataset)
             if status in ("failed", "deleted"):
                 raise KaggleError(f"dataset {dataset} processing {status}")
-            if time.monotonic() - start > timeout_s:
-                raise KaggleError(f"dataset {dataset} still {status} after {timeout_s / 60:.0f} min")
-            sleep(poll_s)
+            return status == "ready", status
+
+        wait_for(f"dataset {dataset}", check, poll_s, timeout_s, sleep)
         _log(f"dataset {dataset} ready")
     return dataset
 
@@ -214,10 +274,11 @@ def publish_model(
         _call(f"creating {handle}", api.model_instance_create, str(folder), quiet=True)
     version = before + 1
     if wait:
-        start = time.monotonic()
-        while _instance_version(api, handle) < version:
-            if time.monotonic() - start > timeout_s:
-                raise KaggleError(f"{handle} version {version} not ready after {timeout_s / 60:.0f} min")
-            sleep(poll_s)
+
+        def check() -> tuple[bool, str]:
+            latest = _instance_version(api, handle)
+            return latest >= version, f"at version {latest}, waiting for {version}"
+
+        wait_for(handle, check, poll_s, timeout_s, sleep)
         _log(f"{handle}/{version} ready")
     return f"{handle}/{version}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from kagglekit.cli import command
+from kagglekit.command import command
 from kagglekit.kaggle.stage import CODE_KIND, CODE_SLUG, CODE_TITLE, DEFAULT_OWNER, WEIGHTS_KIND
 from kagglekit.kaggle.wheels import REPACK_LEVEL
 
@@ -56,28 +56,34 @@ def _stage_weights(args) -> None:
 
 
 def _render(args) -> None:
-    from kagglekit.kaggle.kernels import render_kernel
+    from kagglekit.kaggle.kernels import COMMON_OPTIONS, kernel_kinds, render_kernel
 
-    options = {
-        "slug": args.slug,
-        "title": args.title,
-        "code": args.code,
-        "machine_shape": args.machine_shape,
-        "weights": args.weights,
-        "competition": args.competition,
-        "batch_size": args.batch_size,
-        "refine_minutes": args.refine_minutes,
-        "data": args.data,
-        "config": args.config,
-        "fold": args.fold,
-        "epochs_per_session": args.epochs_per_session,
-        "resume_from": args.resume_from,
-        "train_csv": args.train_csv,
-        "train_images": args.train_images,
-        "test_images": args.test_images,
-    }
-    out = render_kernel(args.kind, args.out, owner=args.owner, **options)
+    names = {*COMMON_OPTIONS, *(name for kind in kernel_kinds().values() for name in kind.options)}
+    out = render_kernel(args.kind, args.out, owner=args.owner, **{name: getattr(args, name) for name in names})
     print(f"wrote {out / 'kernel-metadata.json'} and its script (push with: kagglekit kaggle push {out})")
+
+
+def _add_kind_options(parser: argparse.ArgumentParser) -> list[str]:
+    """`--<option>` for every option of every registered kernel kind (the help says which kinds take
+    it and their defaults); returns the kind names."""
+    from kagglekit.kaggle.kernels import kernel_kinds
+
+    kinds = kernel_kinds()
+    seen: dict[str, list] = {}
+    for kind in kinds.values():
+        for name, option in kind.options.items():
+            seen.setdefault(name, []).append((kind.name, option))
+    for name, takers in seen.items():
+        types = {option.type for _, option in takers}
+        if len(types) > 1:
+            raise TypeError(f"kernel option {name!r} has several types across kinds {[k for k, _ in takers]}")
+        text = "; ".join(
+            f"{kind}: {option.help}"
+            + ("" if option.default is None else f" (default: {str(option.default).replace('{owner}', 'OWNER')})")
+            for kind, option in takers
+        )
+        parser.add_argument("--" + name.replace("_", "-"), type=types.pop(), default=None, help=text.replace("%", "%%"))
+    return list(kinds)
 
 
 def _validate(args) -> None:
@@ -115,8 +121,16 @@ def _output(args) -> None:
 
 def _submit(args) -> None:
     from kagglekit.kaggle import api
+    from kagglekit.kaggle.scores import record_score
 
-    print(api.submit(args.competition, args.message, args.csv, args.kernel, args.version, args.output_file))
+    reply, ref = api.submit(args.competition, args.message, args.csv, args.kernel, args.kernel_version, args.output_file)
+    print(reply)
+    if args.no_wait:
+        print(f"not waiting for the score: see https://www.kaggle.com/competitions/{args.competition}/submissions")
+        return
+    score = api.wait_score(args.competition, args.message, ref, poll_s=args.poll, timeout_s=args.timeout_minutes * 60)
+    print(f"public score: {score:g}")
+    print(record_score(args.csv, args.competition, score, args.message))
 
 
 def _publish(args, kind: str) -> None:
@@ -195,32 +209,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     w.add_argument("--license", default="CC0-1.0", help="dataset license name")
     w.set_defaults(func=_stage_weights)
 
-    r = command(commands, "render-kernel", "write a kernel folder (kernel-metadata.json + script) from its template")
-    r.add_argument("kind", choices=["fwi-submission", "fwi-training", "vision-submission"], help="which kernel")
+    r = command(commands, "render-kernel", "write a kernel folder (kernel-metadata.json + script) from its task's kind")
+    r.add_argument("kind", help="which kernel: a kind some task declares (see the options below)")
     r.add_argument("--out", default=None, help="folder to write (default: kernels/<slug>)")
     _owner(r)
-    r.add_argument("--slug", default=None, help="kernel slug (default: kagglekit-<kind>); must equal the slugified title")
+    r.add_argument("--slug", default=None, help="kernel slug (default: the kind's); must equal the slugified title")
     r.add_argument("--title", default=None, help="kernel title (default: from the slug)")
     r.add_argument("--code", default=None, help="code dataset owner/slug (default: OWNER/kagglekit-code)")
     r.add_argument("--machine-shape", default=None, help="accelerator (default: NvidiaTeslaT4, the T4 x2)")
-    r.add_argument("--weights", default=None, help="weights dataset owner/slug or model owner/model/pyTorch/variation/N")
-    r.add_argument("--competition", default=None, help="competition slug (submission kernels)")
-    r.add_argument("--batch-size", type=int, default=None, help="test samples per forward pass (submission kernels)")
-    r.add_argument("--refine-minutes", type=float, default=None, help="fwi-submission: physics refinement budget, 0 = off")
-    r.add_argument(
-        "--data", default=None, help="fwi-training: dataset of `fwi convert` output (default: OWNER/kagglekit-fwi-converted)"
-    )
-    r.add_argument("--config", default=None, help="fwi-training: config YAML to embed (default: configs/fwi/hgnet_b2.yaml)")
-    r.add_argument("--fold", type=int, default=None, help="fwi-training: fold to train (default: 0)")
-    r.add_argument(
-        "--epochs-per-session", type=int, default=None, help="fwi-training: epochs per Kaggle session, 0 = all (default: 10)"
-    )
-    r.add_argument(
-        "--resume-from", default=None, help="fwi-training: the kernel (owner/slug) whose output holds the run to continue"
-    )
-    r.add_argument("--train-csv", default=None, help="vision-submission: id,label CSV of the training images")
-    r.add_argument("--train-images", default=None, help="vision-submission: folder of the training images")
-    r.add_argument("--test-images", default=None, help="vision-submission: folder of the test images")
+    kinds = _add_kind_options(r)
+    r.description = f"Write a kernel folder from a kind its task declares: {', '.join(kinds)}."
     r.set_defaults(func=_render)
 
     v = command(commands, "validate", "check kernel, dataset and model metadata like the kaggle CLI, and stricter")
@@ -244,13 +242,24 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     o.add_argument("--out", required=True, help="folder for the files")
     o.set_defaults(func=_output)
 
-    b = command(commands, "submit", "submit a CSV (CSV competition) or a kernel version (code competition)")
-    b.add_argument("competition", help="competition slug, e.g. waveform-inversion")
-    b.add_argument("--message", required=True, help="submission description")
-    b.add_argument("--csv", default=None, help="CSV competition: the file to upload")
+    b = command(
+        commands,
+        "submit",
+        "upload a CSV (the default route), or a code competition's kernel version; wait for the score and record it",
+        "Upload CSV to COMPETITION (kaggle competitions submit -c COMPETITION -f CSV -m MESSAGE); check it first "
+        "(waveform-inversion: kagglekit fwi validate CSV). A code competition takes --kernel and --kernel-version "
+        "instead. The public score, once Kaggle has it, goes to the leaderboard.jsonl of the runs listed in "
+        "CSV.sources.json (written beside the CSV by the CSV writer).",
+    )
+    b.add_argument("csv", nargs="?", default=None, help="the CSV to upload (not with --kernel)")
+    b.add_argument("-m", "--message", required=True, help="submission description")
+    b.add_argument("-c", "--competition", default="waveform-inversion", help="competition slug")
     b.add_argument("--kernel", default=None, help="code competition: owner/slug of the submission kernel")
-    b.add_argument("--version", type=int, default=None, help="code competition: the kernel version `push` printed")
+    b.add_argument("--kernel-version", type=int, default=None, help="code competition: the kernel version `push` printed")
     b.add_argument("--output-file", default="submission.csv", help="code competition: the file the kernel wrote")
+    b.add_argument("--no-wait", action="store_true", help="return once uploaded, without waiting for the score")
+    b.add_argument("--poll", type=float, default=30.0, help="seconds between polls of the submission's status")
+    b.add_argument("--timeout-minutes", type=float, default=60.0, help="give up waiting for the score after this long")
     b.set_defaults(func=_submit)
 
     for name, func, what in (

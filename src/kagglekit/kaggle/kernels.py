@@ -1,93 +1,69 @@
-"""The kernels of `kernels/<slug>/`: `kernel-metadata.json` and a thin script, rendered from one
-template per kind so that what is committed is what is pushed (a test renders and compares).
+"""Kernel kinds and their rendering: `kernel-metadata.json` plus a thin script, so that what is
+committed under `kernels/<slug>/` is what is pushed (a test renders and compares).
 
-Every script resolves its inputs under either mount layout (root from KAGGLEKIT_KAGGLE_ROOT,
-default /kaggle), installs the code dataset's wheels with `pip install --no-index --no-deps
---find-links` (the kernels run with the internet off) and calls one function of
-`kagglekit.kaggle.runtime`. Kinds:
-- fwi-submission: predict the waveform-inversion test set, blend, optionally refine, submission.csv;
-- fwi-training: train one fold of a config (embedded in the script) on 2 GPUs with torchrun,
-  `epochs_per_session` epochs per Kaggle session, resuming from the kernel's earlier output;
-- vision-submission: an image-classification competition (train.csv + image folders) -> submission.csv.
+Tasks own their kernels: a `TaskSpec` lists `KernelKind`s (title, what it does, the runtime
+function the script calls, its options with defaults and the Kaggle sources they name). This
+module knows no task: it renders any kind the same way. Every script resolves its inputs under
+either mount layout (root from KAGGLEKIT_KAGGLE_ROOT, default /kaggle), installs the code
+dataset's wheels with `pip install --no-index --no-deps --find-links` (the kernels run with the
+internet off), then calls `runtime(root=ROOT, **arguments)` with the options baked in as constants
+(a pushed kernel takes no parameters).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kagglekit.io import atomic_write_text
-from kagglekit.kaggle import KaggleError, project_root
+from kagglekit.kaggle import KaggleError
+from kagglekit.kaggle.kind import COMMON_OPTIONS, KernelKind, KernelOption, slugify  # noqa: F401 (re-exported)
 from kagglekit.kaggle.stage import CODE_SLUG, DEFAULT_OWNER
 
 MACHINE_SHAPE = "NvidiaTeslaT4"  # "T4 x2"; `enable_gpu` alone gives a P100 the image's torch cannot drive
-DEFAULT_TRAINING_CONFIG = "configs/fwi/hgnet_b2.yaml"
 
 
-@dataclass(frozen=True)
-class Kind:
-    slug: str
-    title: str
-    code_file: str
-    options: tuple[str, ...]  # render options this kind takes besides the common ones
+def kernel_kinds() -> dict[str, KernelKind]:
+    """Every registered task's kernel kinds by name (a name declared twice is an error)."""
+    from kagglekit.engine.task import TASKS
+
+    kinds: dict[str, KernelKind] = {}
+    for task in TASKS.names():
+        for kind in TASKS.get(task).kernels:
+            if kind.name in kinds:
+                raise KaggleError(f"kernel kind {kind.name!r} is declared by two tasks (task {task!r} and an earlier one)")
+            kinds[kind.name] = kind
+    return kinds
 
 
-KINDS = {
-    "fwi-submission": Kind(
-        "kagglekit-fwi-submission",
-        "kagglekit FWI submission",
-        "submission.py",
-        ("weights", "competition", "batch_size", "refine_minutes"),
-    ),
-    "fwi-training": Kind(
-        "kagglekit-fwi-training",
-        "kagglekit FWI training",
-        "training.py",
-        ("data", "config", "fold", "epochs_per_session", "resume_from"),
-    ),
-    "vision-submission": Kind(
-        "kagglekit-vision-submission",
-        "kagglekit vision submission",
-        "submission.py",
-        ("weights", "competition", "batch_size", "train_csv", "train_images", "test_images"),
-    ),
-}
-DEFAULTS = {
-    "fwi-submission": {"competition": "waveform-inversion", "batch_size": 64, "refine_minutes": 0.0},
-    "fwi-training": {"fold": 0, "epochs_per_session": 10},
-    "vision-submission": {
-        "competition": "cassava-leaf-disease-classification",
-        "batch_size": 128,
-        "train_csv": "train.csv",
-        "train_images": "train_images",
-        "test_images": "test_images",
-    },
-}
+def get_kind(name: str) -> KernelKind:
+    kinds = kernel_kinds()
+    if name not in kinds:
+        raise KaggleError(f"unknown kernel kind {name!r}; valid: {', '.join(kinds) or 'none registered'}")
+    return kinds[name]
 
 
-def slugify(title: str) -> str:
-    """The slug Kaggle derives from an (ASCII) title: lowercase words joined by hyphens."""
-    return re.sub(r"[^a-z0-9]+", "-", re.sub(r"['\"]", "", title.lower())).strip("-")
-
-
-def _literal(value) -> str:
-    """A Python literal in the formatter's style (double quotes)."""
+def _literal(value: Any) -> str:
+    """A Python literal in the formatter's style (double quotes; a multi-line text as a triple-quoted block)."""
     if isinstance(value, dict):
         return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(map(_literal, value)) + "]"
     if isinstance(value, str):
+        if "\n" in value and '"""' not in value and "\\" not in value:
+            return '"""\n' + value.rstrip("\n") + '\n"""'
         return json.dumps(value)
     return repr(value)
 
 
 HEADER = '''"""Kaggle kernel {id}: {summary}
 
-Rendered by `kagglekit kaggle render-kernel {kind}` from src/kagglekit/kaggle/kernels.py: render
-again with other options rather than editing this file. The internet is off: the code dataset's
-wheels (`kagglekit kaggle stage-code`) are installed from its mounted folder, then one call of
-`kagglekit.kaggle.runtime` does the work. Inputs are found under both mount layouts of
+Rendered by `kagglekit kaggle render-kernel {kind}` (a kind declared in {module}): render again
+with other options rather than editing this file. The internet is off: the code dataset's wheels
+(`kagglekit kaggle stage-code`) are installed from its mounted folder, then one call of
+`{runtime}` does the work. Inputs are found under both mount layouts of
 /kaggle/input (root overridable with KAGGLEKIT_KAGGLE_ROOT).
 """
 
@@ -120,134 +96,80 @@ def install_code(handle: str) -> None:
     importlib.invalidate_caches()
 
 
-install_code(CODE)
+if "LOCAL_RANK" not in os.environ:  # torchrun's workers start after their launcher (this script) installed it
+    install_code(CODE)
 '''
 
-BODIES = {
-    "fwi-submission": (
-        "the waveform-inversion test set -> /kaggle/working/submission.csv.",
-        """CODE = {code}  # `kagglekit kaggle stage-code` output
-WEIGHTS = {weights}  # `kagglekit kaggle stage-weights` output: a dataset, or a model owner/model/framework/variation/N
-COMPETITION = {competition}
-# refine_minutes > 0: refine the blend by physics within that budget (where this kagglekit can)
-OPTIONS = {options}
-""",
-        """from kagglekit.kaggle.runtime import fwi_submission  # noqa: E402 (installed just above)
 
-fwi_submission(weights=WEIGHTS, competition=COMPETITION, root=ROOT, **OPTIONS)
-""",
-    ),
-    "fwi-training": (
-        "train one fold of a waveform-inversion config, resumable across sessions.",
-        """CODE = {code}  # `kagglekit kaggle stage-code` output
-DATA = {data}  # `kagglekit fwi convert` output, uploaded as a dataset
-PREVIOUS = {resume_from}  # this kernel's earlier output to continue from (`render-kernel --resume-from`)
-FOLD = {fold}
-EPOCHS_PER_SESSION = {epochs_per_session}  # per session (`train --stop-after`; None: to the end); then push with PREVIOUS set
-CONFIG_NAME = {config_name}
-CONFIG_YAML = {config_yaml}
-""",
-        """from kagglekit.kaggle.runtime import fwi_training  # noqa: E402 (installed just above)
-
-fwi_training(
-    data=DATA,
-    config_name=CONFIG_NAME,
-    config_yaml=CONFIG_YAML,
-    fold=FOLD,
-    epochs_per_session=EPOCHS_PER_SESSION,
-    previous=PREVIOUS,
-    root=ROOT,
-)
-""",
-    ),
-    "vision-submission": (
-        "an image-classification test set -> /kaggle/working/submission.csv.",
-        """CODE = {code}  # `kagglekit kaggle stage-code` output
-WEIGHTS = {weights}  # `kagglekit kaggle stage-weights` output of vision runs (dataset or model)
-COMPETITION = {competition}
-LAYOUT = {layout}  # the competition's files
-OPTIONS = {options}
-""",
-        """from kagglekit.kaggle.runtime import vision_submission  # noqa: E402 (installed just above)
-
-vision_submission(weights=WEIGHTS, competition=COMPETITION, root=ROOT, **LAYOUT, **OPTIONS)
-""",
-    ),
-}
+def _default(value: Any, owner: str) -> Any:
+    return value.format(owner=owner) if isinstance(value, str) else value
 
 
-def _config_source(config: str | os.PathLike | None) -> tuple[str, str]:
-    """(config name, YAML text) of the training kernel's config file."""
-    if config is None:
-        root = project_root()
-        if root is None:
-            raise KaggleError("fwi-training: pass --config (a config YAML); there is no source checkout to take the default from")
-        config = root / DEFAULT_TRAINING_CONFIG
-    path = Path(config)
-    from kagglekit.config import load_config
-
-    cfg = load_config(path)  # it must be a valid config before it goes to Kaggle
-    if cfg.task != "fwi":
-        raise KaggleError(f"{path}: a '{cfg.task}' config; the fwi-training kernel trains waveform-inversion configs")
-    return cfg.name, path.read_text()
+def _constant(name: str, value: Any, comment: str | None) -> str:
+    line = f"{name.upper()} = {_literal(value)}"
+    if not comment:
+        return line + "\n"
+    if "\n" in line:  # a block: the comment goes above it
+        return f"# {comment}\n{line}\n"
+    return f"{line}  # {comment}\n"
 
 
-def _yaml_literal(text: str) -> str:
-    if '"""' in text or "\\" in text:
-        return json.dumps(text)
-    return '"""\n' + text.rstrip("\n") + '\n"""'
+def _sources(kind: KernelKind, opts: dict[str, Any], code: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {"dataset": [code], "competition": [], "kernel": [], "model": []}
+    for name, option in kind.options.items():
+        value = opts.get(name)
+        if option.source is None or value is None:
+            continue
+        where = option.source
+        if where == "weights":  # a dataset owner/slug, or a model owner/model/framework/variation/N
+            where = "model" if str(value).count("/") == 4 else "dataset"
+        if value not in found[where]:
+            found[where].append(str(value))
+    return found
 
 
-def render_kernel(kind: str, out: str | os.PathLike | None = None, owner: str = DEFAULT_OWNER, **options) -> Path:
-    """Write `kernel-metadata.json` and the script of a kernel `kind` into `out` (default kernels/<slug>).
+def render_script(kind: KernelKind, kernel_id: str, code: str, arguments: dict[str, Any]) -> str:
+    """The kernel's script: constants (the code dataset, then the runtime's arguments), the offline
+    install, one call of the runtime."""
+    module, function = kind.runtime.__module__, kind.runtime.__name__
+    constants = _constant("code", code, "`kagglekit kaggle stage-code` output")
+    for name, value in arguments.items():
+        option = kind.options.get(name)
+        constants += _constant(name, value, option.help if option else None)
+    call = "".join(f"    {name}={name.upper()},\n" for name in arguments)
+    return (
+        HEADER.format(id=kernel_id, summary=kind.summary, kind=kind.name, module=module, runtime=f"{module}.{function}")
+        + constants
+        + BOOTSTRAP
+        + f"from {module} import {function}  # noqa: E402 (installed just above)\n\n"
+        + f"{function}(\n{call}    root=ROOT,\n)\n"
+    )
 
-    Common options: slug, title, code (the code dataset), machine_shape; the others depend on the kind
-    (KINDS[kind].options, defaults in DEFAULTS). Unset options (None) take their defaults.
+
+def render_kernel(
+    kind: str | KernelKind, out: str | os.PathLike | None = None, owner: str = DEFAULT_OWNER, **options: Any
+) -> Path:
+    """Write `kernel-metadata.json` and the script of a kernel kind into `out` (default kernels/<slug>).
+
+    Common options: slug, title, code (the code dataset), machine_shape; the others are the kind's
+    own (`KernelKind.options`, with their defaults). Unset options (None) take their defaults.
     """
-    if kind not in KINDS:
-        raise KaggleError(f"unknown kernel kind {kind!r}; valid: {', '.join(KINDS)}")
-    spec = KINDS[kind]
+    spec = get_kind(kind) if isinstance(kind, str) else kind
     given = {k: v for k, v in options.items() if v is not None}
-    common = {"slug", "title", "code", "machine_shape"}
-    foreign = sorted(set(given) - common - set(spec.options))
+    foreign = sorted(set(given) - set(COMMON_OPTIONS) - set(spec.options))
     if foreign:
-        raise KaggleError(f"{kind} kernels take no {', '.join('--' + f.replace('_', '-') for f in foreign)}")
-    opts = {**DEFAULTS[kind], **given}
-    slug = opts.get("slug") or (slugify(opts["title"]) if "title" in opts else spec.slug)
-    title = opts.get("title") or (spec.title if slug == spec.slug else slug.replace("-", " "))
+        raise KaggleError(f"{spec.name} kernels take no {', '.join('--' + f.replace('_', '-') for f in foreign)}")
+    opts = {name: _default(option.default, owner) for name, option in spec.options.items()}
+    opts |= {name: spec.options[name].type(value) for name, value in given.items() if name in spec.options}
+    slug = given.get("slug") or (slugify(given["title"]) if "title" in given else spec.slug)
+    title = given.get("title") or (spec.title if slug == spec.slug else slug.replace("-", " "))
     if slugify(title) != slug:
         raise KaggleError(
             f"title {title!r} slugifies to {slugify(title)!r}, not the slug {slug!r}: Kaggle would rename the kernel"
         )
-    code = opts.get("code") or f"{owner}/{CODE_SLUG}"
-    values = {"code": _literal(code)}
-    datasets, competitions, kernels, models = [code], [], [], []
-    if "weights" in spec.options:
-        weights = opts.get("weights") or f"{owner}/kagglekit-{kind.split('-')[0]}-weights"
-        (models if weights.count("/") == 4 else datasets).append(weights)
-        competitions.append(opts["competition"])
-        values |= {"weights": _literal(weights), "competition": _literal(opts["competition"])}
-    if kind == "fwi-submission":
-        values["options"] = _literal({"batch_size": opts["batch_size"], "refine_minutes": float(opts["refine_minutes"])})
-    elif kind == "vision-submission":
-        values["layout"] = _literal({k: opts[k] for k in ("train_csv", "train_images", "test_images")})
-        values["options"] = _literal({"batch_size": opts["batch_size"]})
-    else:
-        data = opts.get("data") or f"{owner}/kagglekit-fwi-converted"
-        datasets.append(data)
-        if opts.get("resume_from"):
-            kernels.append(opts["resume_from"])
-        name, text = _config_source(opts.get("config"))
-        values |= {
-            "data": _literal(data),
-            "resume_from": _literal(opts.get("resume_from")),
-            "fold": _literal(int(opts["fold"])),
-            "epochs_per_session": _literal(int(opts["epochs_per_session"]) or None),
-            "config_name": _literal(name),
-            "config_yaml": _yaml_literal(text),
-        }
-    summary, constants, call = BODIES[kind]
-    script = HEADER.format(id=f"{owner}/{slug}", summary=summary, kind=kind) + constants.format(**values) + BOOTSTRAP + call
+    code = given.get("code") or f"{owner}/{CODE_SLUG}"
+    arguments = spec.prepare(dict(opts)) if spec.prepare is not None else opts
+    sources = _sources(spec, opts, code)
     metadata = {
         "id": f"{owner}/{slug}",
         "title": title,
@@ -257,13 +179,13 @@ def render_kernel(kind: str, out: str | os.PathLike | None = None, owner: str = 
         "is_private": True,
         "enable_gpu": True,
         "enable_internet": False,
-        "machine_shape": opts.get("machine_shape") or MACHINE_SHAPE,
-        "dataset_sources": datasets,
-        "competition_sources": competitions,
-        "kernel_sources": kernels,
-        "model_sources": models,
+        "machine_shape": given.get("machine_shape") or MACHINE_SHAPE,
+        "dataset_sources": sources["dataset"],
+        "competition_sources": sources["competition"],
+        "kernel_sources": sources["kernel"],
+        "model_sources": sources["model"],
     }
     out = Path(out) if out is not None else Path("kernels") / slug
     atomic_write_text(out / "kernel-metadata.json", json.dumps(metadata, indent=2) + "\n")
-    atomic_write_text(out / spec.code_file, script)
+    atomic_write_text(out / spec.code_file, render_script(spec, f"{owner}/{slug}", code, arguments))
     return out

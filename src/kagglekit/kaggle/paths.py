@@ -1,4 +1,4 @@
-"""Where a kernel's inputs are mounted, under both layouts of `/kaggle/input` (KAGGLE.md).
+"""Where a kernel's inputs are mounted, under both layouts of `/kaggle/input` (docs/reference/kaggle-facts.md).
 
 Older kernels see `input/<slug>/` for competitions, datasets and kernel outputs and
 `input/<model>/<framework>/<variation>/<N>/` for models; newer ones see

@@ -194,7 +194,7 @@ def _instance_metadata(owner: str, model: str, variation: str, runs: list[dict],
         "instanceSlug": variation,
         "framework": FRAMEWORK,
         "overview": f"kagglekit runs:\n{listing}",
-        "usage": "Attach to a kernel and call `kagglekit.kaggle.runtime` (see kernels/ in the kagglekit repository).",
+        "usage": "Attach to a kagglekit kernel (`kagglekit kaggle render-kernel`; see kernels/ in the kagglekit repository).",
         "licenseName": license_name,
         "fineTunable": False,
         "trainingData": [],
@@ -218,22 +218,23 @@ def stage_weights(
 ) -> tuple[Path, dict]:
     """best.pt + resolved config.yaml of each run (run folders or config folders), flat, as a dataset
     and a Kaggle Model instance folder."""
-    from kagglekit.config import load_config, save_config
+    from kagglekit.config import save_config
     from kagglekit.engine.checkpoint import load_checkpoint
-    from kagglekit.engine.runs import run_folders
+    from kagglekit.engine.runs import RunFolder, run_folders
 
     folders = run_folders(runs)
     entries, tasks = [], set()
     with staging_dir(out, WEIGHTS_KIND) as partial:
         for run in folders:
-            cfg = load_config(run / "config.yaml")
-            best = load_checkpoint(run / "best.pt", required=("model",))
+            folder = RunFolder(run)
+            cfg = folder.config()
+            best = load_checkpoint(folder.best, required=("model",))
             stem = f"{cfg.name}__{run.name}"
             if (partial / f"{stem}.pt").exists():
                 raise KaggleError(
                     f"{run}: a run of config {cfg.name} {run.name} is staged already; stage one folder per (config, fold)"
                 )
-            shutil.copyfile(run / "best.pt", partial / f"{stem}.pt")
+            shutil.copyfile(folder.best, partial / f"{stem}.pt")
             save_config(cfg, partial / f"{stem}.yaml")
             tasks.add(cfg.task)
             metrics = {k: v for k, v in (best.get("metrics") or {}).items() if "/" not in k}
@@ -251,7 +252,7 @@ def stage_weights(
             raise KaggleError(f"runs of several tasks {sorted(tasks)}: stage each task's runs into its own folder")
         (task,) = tasks
         if ensemble is not None:
-            _stage_ensemble(Path(ensemble), task, {e["config"] for e in entries}, partial / "ensemble.json")
+            _stage_ensemble(Path(ensemble), {e["config"] for e in entries}, partial / "ensemble.json")
         slug = slug or f"kagglekit-{task}-weights"
         model = model or f"kagglekit-{task}"
         description = f"kagglekit {task} weights: " + ", ".join(f"{e['config']}/{e['fold']}" for e in entries)
@@ -275,14 +276,14 @@ def stage_weights(
     return Path(out), manifest
 
 
-def _stage_ensemble(path: Path, task: str, configs: set[str], target: Path) -> None:
-    """Copy an `fwi ensemble` blend whose members are all among the staged configs."""
-    if task != "fwi":
-        raise KaggleError(f"{path}: an ensemble.json blends waveform-inversion runs; these runs are '{task}' runs")
-    from kagglekit.fwi.ensemble import Blend
-
-    blend = Blend.from_json(path)
-    missing = sorted({m.split("/")[0] for m in blend.members} - configs)
+def _stage_ensemble(path: Path, configs: set[str], target: Path) -> None:
+    """Copy an ensemble.json (e.g. `fwi ensemble`'s) whose members (`config` or `config/fold`) are all staged configs."""
+    try:
+        members = json.loads(path.read_text())["members"]
+        names = {str(m).split("/")[0] for m in members}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KaggleError(f"{path}: not an ensemble.json with a 'members' list ({type(exc).__name__}: {exc})") from None
+    missing = sorted(names - configs)
     if missing:
         raise KaggleError(
             f"{path}: blends {missing}, which none of the staged runs belongs to (staged configs: {sorted(configs)})"

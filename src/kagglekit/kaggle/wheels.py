@@ -31,7 +31,7 @@ from kagglekit.kaggle import KaggleError, project_root
 
 KAGGLE_PYTHON = "3.11"
 KAGGLE_PLATFORM = "manylinux_2_28_x86_64"
-# What Kaggle's Python image ships (KAGGLE.md) and what those pull in: never staged.
+# What Kaggle's Python image ships (docs/reference/kaggle-facts.md) and what those pull in: never staged.
 KAGGLE_IMAGE_HAS = frozenset(
     {
         "torch",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from kagglekit.cli import command
+from kagglekit.arguments import add_device_argument, positive_int
+from kagglekit.command import command
 
 
 def _predict(args) -> None:
@@ -18,6 +20,8 @@ def _predict(args) -> None:
             csv=args.csv,
             sample_submission=args.sample_submission,
             class_names=args.class_names,
+            batch_size=args.batch_size,
+            device=args.device,
         )
     )
 
@@ -25,20 +29,22 @@ def _predict(args) -> None:
 def _export(args) -> None:
     from kagglekit.vision.quant import export_run
 
-    print(export_run(args.run, args.out))
+    print(export_run(args.run, Path(args.out) / "quantized.pt"))
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     p = command(commands, "predict", "test-split probabilities of run folders (averaged), metrics, confusion PNG, CSV")
     p.add_argument("runs", nargs="+", help="vision run folders, e.g. runs/fmnist_resnet9/fold0")
-    p.add_argument("--out", required=True, help="folder for probs.npy, ids.txt, classes.txt, confusion.png")
+    p.add_argument("--out", required=True, help="folder for probs.npy, ids.txt, classes.txt, confusion.png (+ submission.csv)")
     p.add_argument("--no-tta", action="store_true", help="skip the flip TTA pass")
-    p.add_argument("--csv", default=None, help="also write an id,label submission CSV here")
-    p.add_argument("--sample-submission", default=None, help="take column names and row order from this CSV")
+    p.add_argument("--csv", action="store_true", help="also write OUT/submission.csv (id,label)")
+    p.add_argument("--sample-submission", default=None, help="take the CSV's column names and row order from this CSV")
     p.add_argument("--class-names", action="store_true", help="write class names instead of indices")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="test images per forward pass")
+    add_device_argument(p, "predict")
     p.set_defaults(func=_predict)
 
     e = command(commands, "export", "integer export of a QAT run: size and accuracy of the exported model")
     e.add_argument("run", help="run folder of a config with model.qat_bits")
-    e.add_argument("--out", required=True, help="exported file, e.g. runs/fmnist_qat4/fold0/int4.pt")
+    e.add_argument("--out", required=True, help="folder for the exported quantized.pt, e.g. runs/fmnist_qat4/fold0")
     e.set_defaults(func=_export)

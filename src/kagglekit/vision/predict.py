@@ -12,6 +12,7 @@ import torch
 from sklearn.metrics import confusion_matrix
 from torch.utils.data import DataLoader
 
+from kagglekit.device import resolve_device
 from kagglekit.engine.runs import LoadedRun, load_run
 from kagglekit.engine.tta import predict_batch, supports_flip
 from kagglekit.errors import UserError
@@ -19,8 +20,8 @@ from kagglekit.io import atomic_path, atomic_save_npy, atomic_write_text, write_
 from kagglekit.vision.metrics import classification_metrics
 
 
-def load_vision_run(run_dir: str | Path) -> LoadedRun:
-    run = load_run(run_dir)
+def load_vision_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
+    run = load_run(run_dir, device)
     if run.cfg.task != "vision":
         raise UserError(f"{run_dir}: a '{run.cfg.task}' run, not a vision run")
     return run
@@ -32,11 +33,14 @@ def temperature(run: LoadedRun) -> float:
 
 @torch.no_grad()
 def predict_probs(run: LoadedRun, dataset, tta: bool = True, batch_size: int = 256) -> np.ndarray:
-    """(N, classes) probabilities: softmax(logits / T), logits flip-averaged with `tta`."""
+    """(N, classes) probabilities: softmax(logits / T), logits flip-averaged with `tta` (on the
+    model's device)."""
+    device = next(run.model.parameters()).device
     out = []
     for batch in DataLoader(dataset, batch_size=batch_size):
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         logits = predict_batch(run.task, run.model, batch, tta)
-        out.append(torch.softmax(logits / temperature(run), dim=1))
+        out.append(torch.softmax(logits / temperature(run), dim=1).cpu())
     return torch.cat(out).numpy()
 
 
@@ -49,13 +53,16 @@ class TestPredictions:
     flip_tta: bool  # whether the flipped pass was averaged in
 
 
-def predict_runs(run_dirs: list[str | Path], out_dir: str | Path, tta: bool = True) -> TestPredictions:
+def predict_runs(
+    run_dirs: list[str | Path], out_dir: str | Path, tta: bool = True, batch_size: int = 256, device: str | None = "auto"
+) -> TestPredictions:
     """Mean of the runs' test-split probabilities; writes probs.npy, ids.txt, classes.txt (+ labels.npy)."""
+    device = resolve_device(device)
     result = None
     for run_dir in run_dirs:
-        run = load_vision_run(run_dir)
+        run = load_vision_run(run_dir, device)
         test = run.task.test_dataset()
-        p = predict_probs(run, test, tta) / len(run_dirs)
+        p = predict_probs(run, test, tta, batch_size) / len(run_dirs)
         run_ids = [run.task.source.ids[i] for i in test.indices]
         if result is None:
             labels = run.task.source.labels[test.indices]
@@ -121,12 +128,15 @@ def predict_to_folder(
     run_dirs: list[str | Path],
     out_dir: str | Path,
     tta: bool = True,
-    csv: str | Path | None = None,
+    csv: bool = False,
     sample_submission: str | Path | None = None,
     class_names: bool = False,
+    batch_size: int = 256,
+    device: str | None = "auto",
 ) -> str:
-    """`vision predict`: probabilities, metrics + confusion PNG when labels are known, CSV; returns the report."""
-    pred = predict_runs(run_dirs, out_dir, tta)
+    """`vision predict`: probabilities, metrics + confusion PNG when labels are known, and with `csv`
+    OUT_DIR/submission.csv; returns the report."""
+    pred = predict_runs(run_dirs, out_dir, tta, batch_size, device)
     lines = [
         f"probabilities of {len(pred.ids)} test images ({len(run_dirs)} runs averaged, flip TTA {'on' if pred.flip_tta else 'off'}): "
         f"{Path(out_dir) / 'probs.npy'}"
@@ -137,5 +147,6 @@ def predict_to_folder(
         lines.append(f"wrote {Path(out_dir) / 'confusion.png'}")
     if csv:
         classes = pred.classes if class_names else None
-        lines.append(f"wrote {write_classification_csv(pred.probs, pred.ids, csv, classes, sample_submission)}")
+        out_csv = Path(out_dir) / "submission.csv"
+        lines.append(f"wrote {write_classification_csv(pred.probs, pred.ids, out_csv, classes, sample_submission)}")
     return "\n".join(lines)

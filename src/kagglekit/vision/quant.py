@@ -135,7 +135,7 @@ def export_run(run_dir, out) -> str:
         raise UserError(f"{run_dir}: not a QAT run (set model.qat_bits)")
     export = export_quantized(run.model)
     atomic_torch_save(export, out)
-    run.model = dequantize_into(run.task.build_model(), torch.load(out, weights_only=False)).eval()
+    run.model = dequantize_into(run.task.build_model(), torch.load(out, weights_only=True)).eval()
     test = run.task.test_dataset()
     metrics = classification_metrics(predict_probs(run, test), run.task.source.labels[test.indices])
     return (

@@ -10,6 +10,7 @@ from kagglekit.config import AugmentStep, Strict
 from kagglekit.engine.task import TaskSpec
 from kagglekit.vision import MODELS
 from kagglekit.vision.commands import add_commands
+from kagglekit.vision.kernels import KERNELS
 
 
 class VisionDataConfig(Strict):
@@ -44,4 +45,5 @@ TASK = TaskSpec(
     models=MODELS,
     defaults={"train": {"loss": "cross_entropy"}},
     add_commands=add_commands,
+    kernels=KERNELS,
 )

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from kagglekit.errors import UserError
 from kagglekit.folds import EXCLUDED, assign_folds, fold_signature, split_for_fold
+from kagglekit.log import logger
 from kagglekit.losses import LOSSES
 from kagglekit.pretrained import load_pretrained
 from kagglekit.report import markdown_table
@@ -130,19 +131,21 @@ class VisionTask:
     def after_fit(self, run_dir: Path) -> None:
         """Temperature scaling on the validation (out-of-fold) logits; saved with the model."""
         from kagglekit.engine.checkpoint import load_checkpoint, save_checkpoint
+        from kagglekit.engine.runs import RunFolder
         from kagglekit.io import atomic_write_text
         from kagglekit.vision.calibration import calibration_report
 
-        if not (run_dir / "oof.npy").is_file():
+        run = RunFolder(run_dir)
+        if not run.oof_path.is_file():
             return
-        logits = torch.from_numpy(np.load(run_dir / "oof.npy")).float()
-        labels = torch.tensor(pd.read_csv(run_dir / "oof_ids.csv")["label"].to_numpy())
+        logits = torch.from_numpy(np.load(run.oof_path, allow_pickle=False)).float()
+        labels = torch.tensor(pd.read_csv(run.oof_ids_path)["label"].to_numpy())
         report = calibration_report(logits, labels)
-        atomic_write_text(run_dir / "calibration.json", json.dumps(report, indent=1))
-        best = load_checkpoint(run_dir / "best.pt")
+        atomic_write_text(run.path / "calibration.json", json.dumps(report, indent=1))
+        best = load_checkpoint(run.best)
         best["temperature"] = report["temperature"]
-        save_checkpoint(best, run_dir / "best.pt")
-        print(
-            f"[kagglekit] temperature {report['temperature']:.3f}: NLL {report['nll_before']:.4f} -> {report['nll_after']:.4f}, "
+        save_checkpoint(best, run.best)
+        logger.info(
+            f"temperature {report['temperature']:.3f}: NLL {report['nll_before']:.4f} -> {report['nll_after']:.4f}, "
             f"ECE {report['ece_before']:.4f} -> {report['ece_after']:.4f}"
         )

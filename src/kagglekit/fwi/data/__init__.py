@@ -1,5 +1,6 @@
 """FWI data layer: readers for the Kaggle / OpenFWI files, memmap conversion, folds, datasets."""
 
+from kagglekit.fwi.data.flip import flip_seismic, flip_velocity
 from kagglekit.fwi.data.readers import (
     DataError,
     KaggleTrainSamples,
@@ -8,7 +9,6 @@ from kagglekit.fwi.data.readers import (
     TrainPair,
     find_train_pairs,
 )
-from kagglekit.fwi.data.flip import flip_seismic, flip_velocity
 
 __all__ = [
     "DataError",

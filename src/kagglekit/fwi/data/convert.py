@@ -1,10 +1,7 @@
 """Stream a training tree into fp16 seismic memmap(s), a float32 velocity memmap and index.csv.
 
-Output folder layout:
-  seismic.npy            (N, 5, 1000, 70) float16       (or seismic_00000.npy ... with --shard-size)
-  velocity.npy           (N, 70, 70) float32
-  index.csv              sample_id, family, source_file, index_in_file, shard, row, fold
-  manifest.json          what was converted (source files, sizes, options): reruns compare it
+Output: the converted-folder format (fwi/data/layout.py); index.csv has source_file and
+index_in_file, manifest.json what was converted (source files, sizes, options): reruns compare it.
 
 Everything is written into a sibling `.<name>.partial/` folder and renamed into place at the
 end, so an interrupted run leaves no half-valid output and a rerun starts clean. Rerunning the
@@ -22,12 +19,21 @@ import pandas as pd
 
 from kagglekit.folds import assign_folds
 from kagglekit.fwi.constants import SEISMIC_SHAPE, VELOCITY_SHAPE
+from kagglekit.fwi.data.layout import (
+    FORMAT_VERSION,
+    INDEX_FILE,
+    MANIFEST_FILE,
+    VELOCITY_FILE,
+    check_fp16,
+    shard_name,
+    shard_rows,
+    write_index_and_manifest,
+)
 from kagglekit.fwi.data.readers import DataError, check_finite, find_train_pairs, open_array
 from kagglekit.io import atomic_dir, atomic_write_text
 from kagglekit.progress import progress_bar
 
-FP16_MAX = 65504.0
-FORMAT_VERSION = 1
+__all__ = ["convert", "recompute_folds", "shard_name"]
 
 
 def _manifest(src: Path, pairs, shard_size: int | None) -> dict:
@@ -42,10 +48,6 @@ def _manifest(src: Path, pairs, shard_size: int | None) -> dict:
 def _same_conversion(a: dict, b: dict) -> bool:
     keys = ("format", "files", "shard_size")
     return all(a.get(k) == b.get(k) for k in keys)
-
-
-def shard_name(shard: int, sharded: bool) -> str:
-    return f"seismic_{shard:05d}.npy" if sharded else "seismic.npy"
 
 
 def convert(
@@ -66,7 +68,7 @@ def convert(
     manifest = _manifest(src, pairs, shard_size)
     fold_options = {"n_folds": n_folds, "seed": seed, "holdout": holdout}
     if out.exists():
-        existing = out / "manifest.json"
+        existing = out / MANIFEST_FILE
         if existing.is_file() and _same_conversion(previous := json.loads(existing.read_text()), manifest):
             if previous.get("folds", fold_options) != fold_options:
                 raise DataError(
@@ -89,16 +91,15 @@ def convert(
     with atomic_dir(out) as partial:
         index = _write(partial, src, pairs, per_shard, n_shards, sharded, n_total, chunk, progress)
         index["fold"] = assign_folds(index["family"].to_numpy(), n_folds=n_folds, seed=seed, holdout=holdout)
-        index.to_csv(partial / "index.csv", index=False)
-        record = {**manifest, "n": n_total, "n_shards": n_shards, "folds": fold_options}
-        (partial / "manifest.json").write_text(json.dumps(record, indent=1))
+        write_index_and_manifest(partial, index, {**manifest, "folds": fold_options}, n_shards=n_shards, shard_size=shard_size)
     return out
 
 
-def _write(partial: Path, src: Path, pairs, per_shard: int, n_shards: int, sharded: bool, n_total: int, chunk: int,
-           progress: bool) -> pd.DataFrame:
+def _write(
+    partial: Path, src: Path, pairs, per_shard: int, n_shards: int, sharded: bool, n_total: int, chunk: int, progress: bool
+) -> pd.DataFrame:
     """Stream every pair into the memmaps of `partial`; returns the index (without folds)."""
-    velocity = np.lib.format.open_memmap(partial / "velocity.npy", mode="w+", dtype=np.float32, shape=(n_total, *VELOCITY_SHAPE))
+    velocity = np.lib.format.open_memmap(partial / VELOCITY_FILE, mode="w+", dtype=np.float32, shape=(n_total, *VELOCITY_SHAPE))
     shards = []
     for s in range(n_shards):
         n_s = min(per_shard, n_total - s * per_shard)
@@ -115,9 +116,7 @@ def _write(partial: Path, src: Path, pairs, per_shard: int, n_shards: int, shard
             stop = min(start + chunk, pair.n)
             s_chunk = np.asarray(seis[start:stop], dtype=np.float32)  # (c, 5, 1000, 70)
             check_finite(pair.seismic_path, s_chunk, start)
-            peak = float(np.abs(s_chunk).max())
-            if peak > FP16_MAX:
-                raise DataError(f"{pair.seismic_path}: |value| {peak:g} in samples {start}..{stop - 1} overflows float16 (max {FP16_MAX})")
+            check_fp16(s_chunk, f"{pair.seismic_path} samples {start}..{stop - 1}")
             v_chunk = np.asarray(vel[start:stop], dtype=np.float32).reshape(stop - start, *VELOCITY_SHAPE)
             check_finite(pair.velocity_path, v_chunk, start)
             for k in range(stop - start):
@@ -134,15 +133,14 @@ def _write(partial: Path, src: Path, pairs, per_shard: int, n_shards: int, shard
     del velocity, shards
 
     index = pd.DataFrame(rows, columns=["sample_id", "family", "source_file", "index_in_file"])
-    index["shard"] = index["sample_id"] // per_shard
-    index["row"] = index["sample_id"] % per_shard
+    index["shard"], index["row"] = shard_rows(len(index), per_shard)
     return index
 
 
 def recompute_folds(out: str | Path, n_folds: int = 5, seed: int = 0, holdout: float = 0.0) -> pd.DataFrame:
     """Reassign the fold column of OUT/index.csv (atomically) without reconverting; the manifest
     records the new options. Runs trained on the old folds refuse to resume (fold signature)."""
-    path, manifest_path = Path(out) / "index.csv", Path(out) / "manifest.json"
+    path, manifest_path = Path(out) / INDEX_FILE, Path(out) / MANIFEST_FILE
     if not path.is_file() or not manifest_path.is_file():
         raise DataError(f"{Path(out)}: no index.csv / manifest.json; run `kagglekit fwi convert` first")
     index = pd.read_csv(path)

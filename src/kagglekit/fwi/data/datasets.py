@@ -18,7 +18,24 @@ from kagglekit.fwi.data.flip import flip_seismic, flip_velocity
 from kagglekit.fwi.data.readers import DataError, TestFolder, open_array
 from kagglekit.fwi.data.timescale import scale_range, time_scale
 
-class ConvertedFolder:
+
+class FamilyColumn:
+    """Family names and per-row codes of a table whose `index` has a `family` column (the one
+    owner of the family coding: a ConvertedFolder's rows and a TrainingData's rows use it)."""
+
+    index: pd.DataFrame
+
+    @functools.cached_property
+    def families(self) -> list[str]:
+        """Family names, sorted; a row's family code is its position here."""
+        return sorted(self.index["family"].astype(str).unique().tolist())
+
+    def family_codes(self) -> np.ndarray:
+        """(N,) int64 family code per row."""
+        return self.index["family"].astype(str).map({f: k for k, f in enumerate(self.families)}).to_numpy(np.int64)
+
+
+class ConvertedFolder(FamilyColumn):
     """Read-only view of a `kagglekit fwi convert` output; files open lazily (worker-safe)."""
 
     def __init__(self, root: str | Path):
@@ -41,7 +58,7 @@ class ConvertedFolder:
         """(5, 1000, 70) float16 tensor (a fresh copy of one memmap row; cast to float32 on the device).
 
         A plain np.memmap slice: `benchmarks/memmap_read.py` compares it with a hand-written pread
-        reader, which was not enough faster to keep (README, "Data layer")."""
+        reader, which was not enough faster to keep (docs/results/2026-11-23-memmap-read.md)."""
         shard, row = int(self._shard_of[sample_id]), int(self._row_of[sample_id])
         if shard not in self._shards:
             arr = open_array(self.root / shard_name(shard, self._sharded))
@@ -77,15 +94,6 @@ class ConvertedFolder:
         digest.update(self.index["sample_id"].to_numpy(np.int64).tobytes())
         digest.update("\n".join(self.index["family"].astype(str)).encode())
         return digest.hexdigest()[:16]
-
-    @functools.cached_property
-    def families(self) -> list[str]:
-        """Family names, sorted; a sample's family code is its position here."""
-        return sorted(self.index["family"].astype(str).unique().tolist())
-
-    def family_codes(self) -> np.ndarray:
-        """(N,) int64 family code per sample_id."""
-        return self.index["family"].astype(str).map({f: k for k, f in enumerate(self.families)}).to_numpy(np.int64)
 
     def __getstate__(self):  # files are reopened in each worker
         return {**self.__dict__, "_shards": {}, "_velocity": None}

@@ -104,9 +104,7 @@ def find_train_pairs(root: str | Path) -> list[TrainPair]:
             check_seismic(seis_path, seis)
             check_velocity(vel_path, vel)
             if seis.shape[0] != vel.shape[0]:
-                raise DataError(
-                    f"{seis_path}: {seis.shape[0]} samples but its velocity file {vel_path} has {vel.shape[0]}"
-                )
+                raise DataError(f"{seis_path}: {seis.shape[0]} samples but its velocity file {vel_path} has {vel.shape[0]}")
             pairs.append(TrainPair(family, seis_path, vel_path, int(seis.shape[0])))
     if not pairs:
         raise DataError(f"{root}: no seismic/velocity pairs found (expected data*/model*, seis*/vel* .npy files)")

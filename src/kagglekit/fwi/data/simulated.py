@@ -1,21 +1,35 @@
 """Fresh (seismic, velocity) pairs made while training: no disk, a new set every epoch.
 
-Each item's map is drawn by an augment method (fwi/augment/maps.py) from a generator seeded by
+Each item's map is drawn by an augment method (fwi/maps.py) from a generator seeded by
 (seed, epoch, index), from the fold's training rows only (never its validation rows), so an epoch
 is the same on every rerun and for any number of workers. The map is simulated either
-- in the DataLoader worker that reads it (`where: workers`; one map per call, CPU), or
+- in the DataLoader worker that reads it (`where: workers`; one map per call, CPU, one simulation
+  thread per worker: the workers already use the cores, deepwave's own pool would oversubscribe them), or
 - later, on the training device, in one batched call per batch (`where: device`): the item
   carries the map and `pending = True`; FWITask.prepare_batch fills in the seismic.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
-from kagglekit.fwi.augment.maps import MAP_METHODS, ParentPool, draw_map
 from kagglekit.fwi.constants import SEISMIC_SHAPE
+from kagglekit.fwi.maps import MAP_METHODS, ParentPool, draw_map
+from kagglekit.parallel import set_simulation_threads
+
+_THREADS_SET_IN: int | None = None  # the pid whose simulation threads this module has set
+
+
+def _one_thread_per_worker() -> None:
+    """In a DataLoader worker, once per process: deepwave (and torch) on one thread."""
+    global _THREADS_SET_IN
+    if _THREADS_SET_IN != os.getpid() and get_worker_info() is not None:
+        set_simulation_threads(1)
+        _THREADS_SET_IN = os.getpid()
 
 
 class SimulatedDataset(Dataset):
@@ -53,6 +67,7 @@ class SimulatedDataset(Dataset):
         if self.where == "workers":
             from kagglekit.fwi.physics import simulate
 
+            _one_thread_per_worker()
             with torch.no_grad():
                 seismic = simulate(velocity[None])[0].half()  # (5, 1000, 70)
         else:

@@ -13,20 +13,18 @@ Which rows train and validate fold f:
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pandas as pd
 import torch
 
 from kagglekit.folds import EXCLUDED, fold_signature, split_for_fold
 from kagglekit.fwi.constants import VELOCITY_SHAPE
-from kagglekit.fwi.augment.folder import parse_origin
-from kagglekit.fwi.data.datasets import ConvertedFolder
+from kagglekit.fwi.data.datasets import ConvertedFolder, FamilyColumn
+from kagglekit.fwi.data.generated import parse_origin
 from kagglekit.fwi.data.readers import DataError
 
 
-class TrainingData:
+class TrainingData(FamilyColumn):
     def __init__(self, roots: list[str]):
         if not roots:
             raise DataError("data.roots: no folder given")
@@ -77,14 +75,6 @@ class TrainingData:
             if chosen.any():
                 out[chosen] = folder.velocities(keys[chosen] - self.offsets[k])
         return out
-
-    @functools.cached_property
-    def families(self) -> list[str]:
-        return sorted(self.index["family"].astype(str).unique().tolist())
-
-    def family_codes(self) -> np.ndarray:
-        """(N,) int64 position of each row's family in `families`."""
-        return self.index["family"].astype(str).map({f: k for k, f in enumerate(self.families)}).to_numpy(np.int64)
 
     def _source_of(self, folder: ConvertedFolder) -> ConvertedFolder:
         source = folder.generated.get("source", {})

@@ -17,7 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kagglekit.fwi.models import MODELS
-from kagglekit.fwi.models.common import bound_velocity, same_padding_width, transform_seismic, unet_decoder
+from kagglekit.fwi.models.base import VelocityModel
+from kagglekit.fwi.models.common import same_padding_width, unet_decoder
 
 PADDED_TIME = 1152  # 1152 / 4 / 4 = 72
 
@@ -41,7 +42,9 @@ def create_backbone(name: str, overrides: dict, in_chans: int = 5) -> nn.Module:
     return timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=0, **overrides)
 
 
-class FullResUnet(nn.Module):
+class FullResUnet(VelocityModel):
+    backbone_name = "backbone"
+
     def __init__(
         self,
         backbone: str,
@@ -52,8 +55,7 @@ class FullResUnet(nn.Module):
         backbone_kwargs: dict | None = None,
         input_transform: str = "log1p",
     ):
-        super().__init__()
-        self.input_transform = input_transform
+        super().__init__(input_transform)
         self.backbone = create_backbone(backbone, backbone_kwargs or {})
         self.backbone.head = nn.Identity()  # classification head (and its norm) unused
         stem_conv = self.backbone.stem[0] if isinstance(self.backbone.stem, nn.Sequential) else self.backbone.stem.conv
@@ -73,12 +75,7 @@ class FullResUnet(nn.Module):
         self.decoder = unet_decoder([5, *dims], list(decoder_channels), attention, pixel_shuffle)
         self.head = nn.Conv2d(decoder_channels[-1], 1, 3, padding=1)
 
-    def backbone_module(self) -> nn.Module:
-        """Where timm/smp backbone weights go (`pretrained`)."""
-        return self.backbone
-
-    def forward(self, seismic: torch.Tensor) -> torch.Tensor:
-        x = transform_seismic(seismic, self.input_transform)  # (B, 5, 1000, 70)
+    def body(self, x: torch.Tensor) -> torch.Tensor:
         top = (PADDED_TIME - x.shape[2]) // 2
         x = F.pad(x, (0, 0, top, PADDED_TIME - x.shape[2] - top), mode="reflect")  # (B, 5, 1152, 70)
         x = F.pad(x, (*self.x_pad, 0, 0), mode="replicate")  # (B, 5, 1152, 70 + pad)
@@ -89,7 +86,7 @@ class FullResUnet(nn.Module):
             features.append(h)  # 72, 36, 18, 9
         full = x[:, :, :72, :72]  # only its size is used by the decoder
         y = self.head(self.decoder([full, *features]))  # (B, 1, 72, 72)
-        return bound_velocity(y[:, 0, 1:-1, 1:-1])  # (B, 70, 70)
+        return y[:, 0, 1:-1, 1:-1]  # (B, 70, 70)
 
 
 @MODELS.register("convnext")

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kagglekit.fwi.models import MODELS
-from kagglekit.fwi.models.common import bound_velocity, transform_seismic
+from kagglekit.fwi.models.base import VelocityModel
 
 
 def conv_block(cin, cout, kernel=(3, 3), stride=(1, 1), padding=(1, 1)):
@@ -24,11 +24,10 @@ def deconv_block(cin, cout, kernel=2, stride=2, padding=0):
 
 
 @MODELS.register("inversionnet")
-class InversionNet(nn.Module):
+class InversionNet(VelocityModel):
     def __init__(self, width: int = 32, input_transform: str = "log1p"):
-        super().__init__()
+        super().__init__(input_transform)
         w = width
-        self.input_transform = input_transform
         self.encoder = nn.Sequential(
             conv_block(5, w, (7, 1), (2, 1), (3, 0)),  # 1000 -> 500 in time
             conv_block(w, 2 * w, (3, 1), (2, 1), (1, 0)),  # -> 250
@@ -59,8 +58,7 @@ class InversionNet(nn.Module):
         )
         self.head = nn.Conv2d(w, 1, 3, padding=1)
 
-    def forward(self, seismic: torch.Tensor) -> torch.Tensor:
-        x = transform_seismic(seismic, self.input_transform)  # (B, 5, 1000, 70)
-        x = self.decoder(self.encoder(x))  # (B, 16w, 1, 1) -> (B, w, 80, 80)
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.decoder(self.encoder(x))  # (B, 5, 1000, 70) -> (B, 16w, 1, 1) -> (B, w, 80, 80)
         x = F.pad(x, (-5, -5, -5, -5))  # (B, w, 70, 70)
-        return bound_velocity(self.head(x)[:, 0])  # (B, 70, 70)
+        return self.head(x)[:, 0]  # (B, 70, 70)

@@ -22,17 +22,15 @@ import torch.nn.functional as F
 
 from kagglekit.fwi.constants import N_RECEIVERS, SOURCE_COLUMNS
 from kagglekit.fwi.models import MODELS
-from kagglekit.fwi.models.common import (
-    bound_velocity,
-    ceil_to,
-    coordinate_grid,
-    transform_seismic,
-)
+from kagglekit.fwi.models.base import VelocityModel
+from kagglekit.fwi.models.common import ceil_to, coordinate_grid
 from kagglekit.fwi.models.migration import ConstantVelocityMigration
 
 
 @MODELS.register("unet")
-class TimePooledUnet(nn.Module):
+class TimePooledUnet(VelocityModel):
+    backbone_name = "net.encoder"
+
     def __init__(
         self,
         encoder: str = "resnet34",
@@ -46,11 +44,10 @@ class TimePooledUnet(nn.Module):
         midpoint_channels: bool = False,
         migration_velocities: tuple[float, ...] | None = None,
     ):
-        super().__init__()
+        super().__init__(input_transform)
         if time_pool % 2 and time_stem:
             raise ValueError(f"time_stem needs an even time_pool (the stem runs at 2x pooling), got {time_pool}")
         self.time_pool = time_pool
-        self.input_transform = input_transform
         self.coord_channels = coord_channels
         self.size = ceil_to(70, 2**encoder_depth)
         self.stem = None
@@ -80,12 +77,7 @@ class TimePooledUnet(nn.Module):
             if hasattr(self.net.encoder, f"layer{k}"):
                 delattr(self.net.encoder, f"layer{k}")
 
-    def backbone_module(self) -> nn.Module:
-        """Where timm/smp backbone weights go (`pretrained`)."""
-        return self.net.encoder
-
-    def forward(self, seismic: torch.Tensor) -> torch.Tensor:
-        x = transform_seismic(seismic, self.input_transform)  # (B, 5, 1000, 70)
+    def body(self, x: torch.Tensor) -> torch.Tensor:
         migrated = self.migration(x) if self.migration is not None else None  # (B, 5K, 70, 70)
         if self.stem is None:
             x = F.avg_pool2d(x, (self.time_pool, 1), ceil_mode=True)[:, :, :70]  # (B, 5, 70, 70)
@@ -102,8 +94,7 @@ class TimePooledUnet(nn.Module):
             x = torch.cat([x, coordinate_grid(x)], dim=1)  # (B, C + 2, 70, 70)
         pad = self.size - 70
         x = F.pad(x, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2), mode="replicate")  # (B, C, S, S)
-        y = self.net(x)[:, 0, pad // 2 : pad // 2 + 70, pad // 2 : pad // 2 + 70]  # (B, 70, 70)
-        return bound_velocity(y)
+        return self.net(x)[:, 0, pad // 2 : pad // 2 + 70, pad // 2 : pad // 2 + 70]  # (B, 70, 70)
 
 
 def midpoint_binning() -> torch.Tensor:

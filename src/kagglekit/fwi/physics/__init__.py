@@ -3,6 +3,7 @@ test-time refinement's optimiser, and the velocity-map families."""
 
 from kagglekit.fwi.physics.families import generate_family
 from kagglekit.fwi.physics.misfit import misfit
-from kagglekit.fwi.physics.simulate import ricker_openfwi, simulate, simulate_with_mirror
+from kagglekit.fwi.physics.simulate import simulate, simulate_maps, simulate_with_mirror
+from kagglekit.fwi.physics.wavelet import ricker_openfwi
 
-__all__ = ["ricker_openfwi", "simulate", "simulate_with_mirror", "misfit", "generate_family"]
+__all__ = ["ricker_openfwi", "simulate", "simulate_maps", "simulate_with_mirror", "misfit", "generate_family"]

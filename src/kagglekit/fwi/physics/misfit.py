@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 
 from kagglekit.fwi.constants import DT, N_RECEIVERS, N_SOURCES, N_TIME
-from kagglekit.fwi.physics.simulate import simulate
+from kagglekit.fwi.physics.simulate import FAST_PML_WIDTH, simulate
 
 MISFIT_TIME = N_TIME - 1  # 999: the released last sample does not follow the simulator
 
@@ -72,3 +72,10 @@ def misfit(
         residual = residual * time_weight.to(residual).view(1, 1, n_time, 1)
     per_value = residual.square() if norm == "l2" else residual.abs()
     return per_value.mean(dim=(1, 2, 3))
+
+
+def relative_misfit(velocity: torch.Tensor, observed: torch.Tensor, pml_width: int = FAST_PML_WIDTH) -> torch.Tensor:
+    """(B, 70, 70) m/s and (B, 5, >= 999, 70) observed -> (B,) misfit over the first 999 samples
+    divided by the observed data's mean power: 0 is a perfect fit, 1 is as far as predicting silence."""
+    power = observed[:, :, :MISFIT_TIME].to(velocity.device, torch.float32).square().mean(dim=(1, 2, 3))
+    return misfit(velocity, observed, pml_width=pml_width) / power

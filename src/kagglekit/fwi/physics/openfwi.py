@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from kagglekit.fwi.constants import DT, DX, N_RECEIVERS, N_TIME, RECEIVER_DEPTH_ROW, SOURCE_COLUMNS, SOURCE_DEPTH_ROW
+from kagglekit.fwi.physics.wavelet import ricker_openfwi
 
 NBC = 120  # damping cells on every side
 C0, C1, C2 = -2.5, 4.0 / 3.0, -1.0 / 12.0  # 4th-order second-derivative stencil
@@ -70,8 +71,6 @@ def simulate_openfwi(
     extra > 0 widens the border (same ramp, continued) and periodic=False gives a zero outer
     edge: together they remove the finite border's late leak (the scheme's interior physics only).
     """
-    from kagglekit.fwi.physics.simulate import ricker_openfwi
-
     v = velocity.to(dtype)
     n_models, nz, nx = v.shape
     n_src = len(SOURCE_COLUMNS)

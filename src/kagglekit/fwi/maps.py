@@ -10,8 +10,10 @@ any fold that validates on one of its parents.
 - affine: crop-and-resize with a small rotation (zoom 1-1.3, +-8 degrees, bilinear), the map
           edges extended (1st place: FiveCrop + RandomAffine).
 - family: a fresh map from a family generator (physics/families.py), no parent.
-- flip6:  the exact mirror of a map, simulated with a 6th source at column 35 (augment/folder.py
+- flip6:  the exact mirror of a map, simulated with a 6th source at column 35 (`fwi augment`
           writes every simulated map twice then, for 1.2x the cost of once).
+
+Used by `fwi augment` (fwi/augment/) and by on-the-fly training data (fwi/data/simulated.py).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import affine_transform
 
-from kagglekit.fwi.augment.folder import format_origin
 from kagglekit.fwi.constants import FAMILIES, GRID, VMAX, VMIN
+from kagglekit.fwi.data.generated import format_origin
 from kagglekit.fwi.physics.families import generate_family
 
 MAP_METHODS = ("blend", "mixup", "affine", "family")  # methods that make a map
