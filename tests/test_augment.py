@@ -231,6 +231,10 @@ def test_training_reads_roots_and_on_the_fly_data_then_a_pseudo_label_round_fine
         pseudo_label_round(run, comp / "test", tmp_path / "round2", finetune_minutes=0.05, epochs=1, lr_scale=0.5, progress=False)
     with pytest.raises(UserError, match="not a finished run"):
         pseudo_label_round(tmp_path / "runs", comp / "test", tmp_path / "r2", progress=False)
+    kept = sorted(p.name for p in (tmp_path / "round").iterdir())
+    with pytest.raises(UserError, match="holds the round of"):  # another test set into the same OUT: nothing overwritten
+        pseudo_label_round(run, tmp_path / "other_test", tmp_path / "round", progress=False)
+    assert sorted(p.name for p in (tmp_path / "round").iterdir()) == kept
 
     # --refine-minutes: a rerun re-predicts `before` (a new file, the same maps) and goes through; a
     # round cut inside its refinement (no refined.json, no pairs yet) continues the refinement

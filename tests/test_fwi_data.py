@@ -59,7 +59,7 @@ def test_corrupt_and_missing_files_are_named(mixed_tree):
     root, _ = mixed_tree
     corrupt = root / "CurveFault_B" / "vel6_1_0.npy"
     corrupt.write_bytes(b"not an npy file at all")
-    with pytest.raises(DataError, match="vel6_1_0.npy: not a readable"):
+    with pytest.raises(DataError, match="vel6_1_0.npy: expected a .npy array, found a file starting"):
         OpenFWIFiles(root)
     corrupt.unlink()
     with pytest.raises(DataError, match="vel6_1_0.npy: file not found"):

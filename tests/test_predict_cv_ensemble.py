@@ -152,15 +152,18 @@ def test_cli_chain_predict_ensemble_write_csv_score(trained, synthetic_competiti
     assert main(["fwi", "write-csv", str(ens / "ensemble.npy"), *sample, "--out", str(tmp_path / "subs"), "--name", "blend"]) == 0
     assert json.loads((tmp_path / "subs" / "blend.csv.sources.json").read_text())["runs"] == recorded["tiny_inversionnet"]
     assert (tmp_path / "subs" / "blend.csv").read_text() == csv.read_text()  # a mean of one member is that member
-    # a member in km/s is not clipped away by the blend: write-csv sees it and refuses
+    # a member in km/s is refused by the blend itself (blended with m/s members it would look
+    # plausible: the mean of 3000 and 3 is in range), and write-csv refuses the file on its own
     km = tmp_path / "km"
     km.mkdir()
     np.save(km / "tiny_inversionnet.npy", np.load(pred / "tiny_inversionnet.npy").astype(np.float32) / 1000)
     (km / "ids.txt").write_text((pred / "ids.txt").read_text())
     args = [str(runs[0].parent), "--preds", str(km / "tiny_inversionnet.npy"), "--method", "mean", "--out", str(km / "ens")]
-    assert main(["fwi", "ensemble", *args]) == 0
     capsys.readouterr()
-    assert main(["fwi", "write-csv", str(km / "ens" / "ensemble.npy"), *sample, "--out", str(km / "subs")]) == 2
+    assert main(["fwi", "ensemble", *args]) == 2
+    assert "expected velocities in m/s (1500-4500), found a median of" in capsys.readouterr().err
+    assert not (km / "ens").exists()
+    assert main(["fwi", "write-csv", str(km / "tiny_inversionnet.npy"), *sample, "--out", str(km / "subs")]) == 2
     assert "100.0% of the scored values lie outside 1500-4500 m/s" in capsys.readouterr().err
     # the kernel's blend is `fwi ensemble`'s code: equal weights without an ensemble.json
     from kagglekit.fwi.ensemble import blend_config_predictions

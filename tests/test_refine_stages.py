@@ -10,7 +10,7 @@ from kagglekit.fwi.physics.families import generate_family
 from kagglekit.fwi.physics.simulate import simulate
 from kagglekit.fwi.physics.stages import FLAT, TWO_D, StageSettings, mirror_rms, refine_staged
 
-FAST = dict(row_iters=20, layer_iters=20, refresh_every=10, tol_change=1e-12)
+FAST = dict(row_iters=20, layer_iters=30, refresh_every=10, tol_change=1e-12)
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +44,15 @@ def test_defect_correction_reaches_the_exact_operators_fit_and_rounding_the_inte
 
 def test_deepwave_alone_stops_at_its_floor(flat_case):
     """The same fit under deepwave alone: the operator's ~1e-3 error against the scheme leaves the
-    exact misfit far above what defect correction reaches (so the test above measures the correction)."""
+    layers off by some m/s and the exact misfit far above what defect correction reaches (measured
+    5e-9 against ~7e-16), so the test above measures the correction, not an easy start."""
     truth, observed, start = flat_case
     plain = refine_staged(start, observed, StageSettings(operator="deepwave", **FAST))
     exact_fit = plain.velocity.double()
     with torch.no_grad():
         residual = simulate_exact(exact_fit, dtype=torch.float64).float()[:, :, :999] - observed[:, :, :999]
     relative = float(residual.square().mean() / observed[:, :, :999].square().mean())
-    assert relative > 1e-7
+    assert relative > 1e-9  # defect correction reaches < 1e-9 (measured ~7e-16; the test above)
     assert not torch.equal(exact_fit, truth)
 
 
@@ -65,3 +66,28 @@ def test_never_worse_than_the_start_and_two_d_maps_take_the_pixel_path():
     assert result.kinds == [TWO_D] and result.stages[0].startswith("dct:")
     assert float(result.misfit_after[0]) <= float(result.misfit_before[0])
     assert (result.velocity.double() - truth).abs().mean() < 20.0
+
+
+def test_refine_command_options_reach_the_settings():
+    from kagglekit.cli import build_parser
+    from kagglekit.errors import UserError
+    from kagglekit.fwi.commands import _refine_settings
+
+    parser = build_parser()
+    base = ["fwi", "refine", "p.npy", "--test-dir", "t", "--out", "o"]
+    settings = _refine_settings(parser.parse_args(base))
+    assert (settings.method, settings.operator, settings.n_time) == ("basis", "corrected", 999)
+    args = parser.parse_args(
+        [*base, "--operator", "openfwi", "--stage-iters", "row=7,merge=3", "--time-window", "800", "--late-weight", "2"]
+    )
+    stages = _refine_settings(args).stages()
+    assert (stages.operator, stages.row_iters, stages.merge_iters, stages.n_time, stages.late_weight) == (
+        "openfwi",
+        7,
+        3,
+        800,
+        2.0,
+    )
+    for bad in (["--stage-iters", "rows=7"], ["--stage-iters", "row=x"], ["--time-window", "1001"]):
+        with pytest.raises(UserError):
+            _refine_settings(parser.parse_args([*base, *bad]))

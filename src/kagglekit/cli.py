@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kagglekit.arguments import positive_int
 from kagglekit.command import HelpFormatter, Parser, command  # noqa: F401 (re-exported: tasks' command modules use it)
 
 
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--fold", type=int, default=0, help="validation fold; -1 trains on all folds and validates on the holdout")
     train.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
     train.add_argument(
-        "--stop-after", type=int, default=None, metavar="EPOCH", help="pause after this epoch (continue with --resume)"
+        "--stop-after", type=positive_int, default=None, metavar="EPOCH", help="pause after this epoch (continue with --resume)"
     )
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4 train.epochs=2")
     train.set_defaults(func=_train)

@@ -38,14 +38,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
     """Yield an empty `.<name>.partial/` sibling folder; on success it becomes `path` (which must be
-    absent or empty, unless `replace`: then the old folder is swapped out and deleted), on error it
-    stays for inspection and the next run starts it afresh."""
+    absent or empty, unless `replace`: then the old folder is swapped out and deleted). A refusal of
+    bad input (UserError) removes it; after a crash or a kill it stays for inspection and the next
+    run starts it afresh."""
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
     if partial.exists():
         shutil.rmtree(partial)  # leftovers of an interrupted run
     partial.mkdir(parents=True)
-    yield partial
+    try:
+        yield partial
+    except UserError:  # the message names the bad input: nothing to inspect here, nothing to resume
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     old = path.with_name(f".{path.name}.old")
     if old.exists():
         shutil.rmtree(old)  # left by a run interrupted between the swap and the clean-up
@@ -74,6 +79,16 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def not_npy(path: str | os.PathLike) -> str | None:
+    """What `path` holds when it is not a .npy file ("an empty file", "a pickle", ...), else None:
+    named in refusals instead of numpy's error, which suggests unpickling the file."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head == b"\x93NUMPY":
+        return None
+    return "an empty file" if not head else "a pickle" if head[:1] == b"\x80" else f"a file starting {head!r}"
 
 
 def write_ids(path: str | os.PathLike, ids: list[str]) -> None:

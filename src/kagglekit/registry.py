@@ -74,7 +74,12 @@ class Registry:
         if unknown:
             valid = [k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
             raise BadArgumentsError(f"{self.kind} '{name}' got unknown argument(s) {unknown}; valid: {valid}")
-        return builder(**kwargs)
+        try:
+            return builder(**kwargs)
+        except (ValueError, TypeError, AssertionError) as err:  # arguments that do not fit together (--debug: traceback)
+            raise BadArgumentsError(
+                f"{self.kind} '{name}' cannot be built from {kwargs}: {' '.join(str(err).split()) or type(err).__name__}"
+            ) from err
 
     def __contains__(self, name: str) -> bool:
         self._load()

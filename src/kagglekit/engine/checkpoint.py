@@ -98,25 +98,25 @@ def _brief(exc: Exception) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
-def _load(path: Path, mmap: bool = False, remedy: str = "delete it to restart this fold") -> object:
+def _load(path: Path, mmap: bool = False, remedy: str = "delete it to restart this fold", what: str = "checkpoint") -> object:
     if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: expected a checkpoint, found an empty file (0 bytes); {remedy}")
+        raise CheckpointError(f"{path}: expected a {what}, found an empty file (0 bytes); {remedy}")
     try:
         with warnings.catch_warnings():  # torch warns about a plain pickle's protocol before refusing it
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         if "weights only" not in str(exc).lower():
-            raise CheckpointError(f"{path}: cannot read checkpoint ({_brief(exc)}); {remedy}") from None
+            raise CheckpointError(f"{path}: cannot read {what} ({_brief(exc)}); {remedy}") from None
         raise _refusal(path, exc) from None
     except Exception as exc:  # truncated or not a torch file: torch raises several types
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {_brief(exc)}); {remedy}") from None
+        raise CheckpointError(f"{path}: cannot read {what} ({type(exc).__name__}: {_brief(exc)}); {remedy}") from None
 
 
 def load_weights_file(path: Path) -> object:
     """Any torch file (e.g. a backbone's state dict) loaded with `weights_only=True`; unreadable or
     pickled code is one CheckpointError naming the file."""
-    return _load(Path(path), remedy="take the file from its source")
+    return _load(Path(path), remedy="take the file from its source", what="weights file")
 
 
 def load_checkpoint(path: Path, required: tuple[str, ...] = (), mmap: bool = False) -> dict:

@@ -10,7 +10,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kagglekit.arguments import add_device_argument, positive_int
+from kagglekit.arguments import (
+    add_device_argument,
+    fold_count,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from kagglekit.command import command
 
 
@@ -218,15 +226,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     c.add_argument("src", help="train_samples/ tree or OpenFWI release folder (float32 or float16)")
     c.add_argument("out", help="output folder (built in .OUT.partial/, renamed when complete)")
     c.add_argument("--shard-size", type=positive_int, default=None, help="samples per seismic shard (default: one file)")
-    c.add_argument("--folds", type=int, default=5, help="number of cross-validation folds")
-    c.add_argument("--holdout", type=float, default=0.0, help="fraction of every family kept as fold -1")
+    c.add_argument("--folds", type=fold_count, default=5, help="number of cross-validation folds")
+    c.add_argument("--holdout", type=fraction, default=0.0, help="fraction of every family kept as fold -1")
     c.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
     c.set_defaults(func=_convert)
 
     f = command(commands, "folds", "reassign the folds of a converted folder (the only command that changes them)")
     f.add_argument("converted", help="folder written by `fwi convert`")
-    f.add_argument("--folds", type=int, default=5, help="number of cross-validation folds")
-    f.add_argument("--holdout", type=float, default=0.0, help="fraction of every family kept as fold -1")
+    f.add_argument("--folds", type=fold_count, default=5, help="number of cross-validation folds")
+    f.add_argument("--holdout", type=fraction, default=0.0, help="fraction of every family kept as fold -1")
     f.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
     f.set_defaults(func=_folds)
 
@@ -276,10 +284,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     pl.add_argument("run", help="run folder, e.g. runs/small_unet/fold0")
     pl.add_argument("--test-dir", required=True, help="folder of <id>.npy test seismic")
     pl.add_argument("--out", required=True, help="round folder (predictions, pseudo/, round.json, round.md)")
-    pl.add_argument("--minutes", type=float, default=3.0, help="fine-tuning budget in minutes (train.max_minutes)")
+    pl.add_argument("--minutes", type=positive_float, default=3.0, help="fine-tuning budget in minutes (train.max_minutes)")
     pl.add_argument("--epochs", type=positive_int, default=20, help="fine-tuning epochs (the budget usually ends it first)")
-    pl.add_argument("--lr-scale", type=float, default=0.3, help="fine-tuning learning rate = the run's lr x this")
-    pl.add_argument("--refine-minutes", type=float, default=0.0, help="refine the predicted maps first (minutes; 0: off)")
+    pl.add_argument("--lr-scale", type=positive_float, default=0.3, help="fine-tuning learning rate = the run's lr x this")
+    pl.add_argument(
+        "--refine-minutes", type=non_negative_float, default=0.0, help="refine the predicted maps first (minutes; 0: off)"
+    )
     pl.add_argument("--pseudo-repeat", type=positive_int, default=1, help="times the pseudo pairs appear per fine-tuning epoch")
     pl.add_argument("--name", default=None, help="config name of the fine-tuned run (default: <config>_pl<k>)")
     pl.add_argument("--control", action="store_true", help="also fine-tune without the pairs (same budget) for comparison")
@@ -294,7 +304,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="prediction folder (<config>__<fold>.npy, <config>.npy, ids.txt, runs.json)")
     p.add_argument("--no-tta", action="store_true", help="skip the flip TTA pass")
     p.add_argument("--batch-size", type=positive_int, default=32, help="test samples per forward pass")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers reading test files")
+    p.add_argument("--workers", type=non_negative_int, default=2, help="DataLoader workers reading test files")
     add_device_argument(p, "predict")
     p.add_argument(
         "--misfit",
@@ -316,26 +326,40 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--samples", type=positive_int, default=None, help="refine this many maps, the worst-fitting first (default: all)"
     )
-    r.add_argument("--minutes", type=float, default=None, help="wall-time budget of the whole command (default: none)")
+    r.add_argument("--minutes", type=positive_float, default=None, help="wall-time budget of the whole command (default: none)")
     r.add_argument("--iters", type=positive_int, default=40, help="optimiser iterations per map")
     add_device_argument(r, "refine")
     r.add_argument("--batch-size", type=positive_int, default=8, help="maps optimised together")
     r.add_argument(
-        "--method", choices=("staged", "basis"), default="staged", help="staged: stages per kind of map; basis: the older plans"
+        "--method",
+        choices=("staged", "basis"),
+        default="basis",
+        help="basis: rows for flat maps, smooth grid then pixels otherwise (the measured default); staged: stages per kind of map",
     )
     r.add_argument(
         "--operator",
         choices=("deepwave", "corrected", "openfwi"),
         default="corrected",
-        help="forward model fitted: deepwave; deepwave + the exact scheme's defect, refreshed; the exact OpenFWI scheme",
+        help="staged method's forward model: deepwave; deepwave + the exact scheme's defect, refreshed; the exact OpenFWI scheme",
     )
     r.add_argument("--time-window", type=positive_int, default=999, help="time samples fitted (the released last one is off)")
-    r.add_argument("--late-weight", type=float, default=0.0, help="residual weight rises linearly to 1 + this at the last sample")
     r.add_argument(
-        "--stage-iters", default="", help="iterations per stage, e.g. row=60,layer=20,dct=20,pixel=80,merge=20 (else shares of --iters)"
+        "--late-weight",
+        type=non_negative_float,
+        default=0.0,
+        help="residual weight rises linearly to 1 + this at the last sample",
     )
-    r.add_argument("--tol-grad", type=float, default=1e-12, help="a map stops when its max |gradient| falls below this")
-    r.add_argument("--tol-change", type=float, default=1e-10, help="... or its objective changes by less than this share")
+    r.add_argument(
+        "--stage-iters",
+        default="",
+        help="iterations per stage, e.g. row=60,layer=20,dct=20,pixel=80,merge=20 (else shares of --iters)",
+    )
+    r.add_argument(
+        "--tol-grad", type=non_negative_float, default=1e-12, help="a map stops when its max |gradient| falls below this"
+    )
+    r.add_argument(
+        "--tol-change", type=non_negative_float, default=1e-10, help="... or its objective changes by less than this share"
+    )
     r.add_argument("--refresh-every", type=positive_int, default=10, help="corrected: iterations between defect refreshes")
     r.add_argument(
         "--workers",
@@ -349,7 +373,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     v = command(commands, "cv", "local CV from out-of-fold predictions (table, CSV, PNGs)")
     v.add_argument("runs", nargs="+", help="run folders (one fold) or config folders (runs/<config>: folds merged)")
     v.add_argument("--out", default="runs/cv", help="folder for cv.csv and the PNGs")
-    v.add_argument("--worst", type=int, default=6, help="worst samples to draw per run")
+    v.add_argument("--worst", type=non_negative_int, default=6, help="worst samples to draw per run")
     v.set_defaults(func=_cv)
 
     e = command(commands, "ensemble", "blend models by OOF: mean, median or fitted weights")

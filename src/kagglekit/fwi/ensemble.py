@@ -17,7 +17,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from kagglekit.errors import UserError
-from kagglekit.fwi.constants import VELOCITY_SHAPE
+from kagglekit.fwi.constants import VELOCITY_SHAPE, VMAX, VMIN
 from kagglekit.fwi.oof import OOF, load_oof
 from kagglekit.fwi.predictions import Predictions
 from kagglekit.io import atomic_write_text
@@ -151,7 +151,20 @@ def read_members(pred_paths: list[str | Path]) -> list[Predictions]:
     for member in members[1:]:
         if set(member.ids) != set(members[0].ids):
             raise EnsembleError(f"{member.path}: test ids differ from {members[0].path}")
+    for member in members:
+        _check_scale(member)
     return members
+
+
+def _check_scale(member: Predictions, maps: int = 64) -> None:
+    """Refuse a member plainly not in m/s (e.g. km/s): blended with m/s members it would give
+    values that look plausible and are wrong. The median of up to `maps` evenly spaced maps decides."""
+    median = member.median_velocity(maps)
+    if not VMIN <= median <= VMAX:
+        raise EnsembleError(
+            f"{member.path}: expected velocities in m/s ({VMIN:.0f}-{VMAX:.0f}), found a median of {median:.4g}"
+            f"{' (km/s?)' if median < 10 else ''}; every member must be m/s, like the OOF its weight was fitted on"
+        )
 
 
 def blend_test(members: list[Predictions], blend: Blend) -> Predictions:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kagglekit.arguments import non_negative_float, non_negative_int, positive_int
 from kagglekit.kaggle import KaggleError, project_root
 from kagglekit.kaggle.kind import KernelKind, KernelOption
 from kagglekit.kaggle.paths import find_input, find_weights, kaggle_root
@@ -157,9 +158,11 @@ SUBMISSION = KernelKind(
             source="weights",
         ),
         "competition": KernelOption(COMPETITION, "the competition whose test set is predicted", source="competition"),
-        "batch_size": KernelOption(64, "test samples per forward pass", int),
-        "refine_minutes": KernelOption(0.0, "physics refinement budget in minutes, choosing the maps included (0: off)", float),
-        "refine_iters": KernelOption(None, "iterations per refined map (None: `fwi refine`'s default)", int),
+        "batch_size": KernelOption(64, "test samples per forward pass", positive_int),
+        "refine_minutes": KernelOption(
+            0.0, "physics refinement budget in minutes, choosing the maps included (0: off)", non_negative_float
+        ),
+        "refine_iters": KernelOption(None, "iterations per refined map (None: `fwi refine`'s default)", positive_int),
     },
 )
 
@@ -177,7 +180,9 @@ TRAINING = KernelKind(
             None, "this kernel (owner/slug) whose earlier output holds the run to continue", source="kernel"
         ),
         "fold": KernelOption(0, "the fold to train (-1: all folds, holdout validation)", int),
-        "epochs_per_session": KernelOption(10, "epochs per Kaggle session (0: all); then push again with --resume-from", int),
+        "epochs_per_session": KernelOption(
+            10, "epochs per Kaggle session (0: all); then push again with --resume-from", non_negative_int
+        ),
         "config": KernelOption(None, f"config YAML embedded in the script (default: {DEFAULT_TRAINING_CONFIG})"),
     },
     prepare=_training_arguments,

@@ -22,6 +22,7 @@ from kagglekit.fwi.constants import VELOCITY_SHAPE
 from kagglekit.fwi.data.datasets import FWITestDataset
 from kagglekit.fwi.predictions import Predictions
 from kagglekit.io import atomic_path
+from kagglekit.parallel import remove_stale_temps
 from kagglekit.progress import progress_bar
 
 _CHUNK = 4096  # maps per step of the fold mean (bounded memory)
@@ -44,6 +45,17 @@ def predict_runs(
     dataset = FWITestDataset(test_dir)
     out_dir = Path(out_dir)
     Predictions.check_folder_ids(out_dir, dataset.ids)  # before any work
+    remove_stale_temps(out_dir)  # the .NAME.tmp-<pid> files of a killed earlier run (a file's size each)
+    created = not out_dir.exists()
+    try:
+        return _predict_runs(run_dirs, dataset, out_dir, tta_flip, batch_size, num_workers, dev, progress)
+    except BaseException:  # e.g. a damaged test file found mid-way: leave no empty --out behind
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
+
+
+def _predict_runs(run_dirs, dataset, out_dir: Path, tta_flip, batch_size, num_workers, dev, progress) -> dict[str, Path]:
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=dev.type == "cuda")
     written: dict[str, Path] = {}
     by_config: dict[str, list[tuple[Path, str]]] = defaultdict(list)

@@ -18,7 +18,7 @@ import numpy as np
 
 from kagglekit.errors import UserError
 from kagglekit.fwi.constants import VELOCITY_SHAPE
-from kagglekit.io import atomic_save_npy, atomic_write_text, read_ids, write_ids
+from kagglekit.io import atomic_save_npy, atomic_write_text, not_npy, read_ids, write_ids
 
 IDS_FILE = "ids.txt"
 RUNS_FILE = "runs.json"
@@ -123,6 +123,11 @@ class Predictions:
             atomic_write_text(runs_file, json.dumps(recorded, indent=1) + "\n")
         self.path = path
 
+    def median_velocity(self, maps: int = 64) -> float:
+        """The median value of up to `maps` evenly spaced maps: a cheap test of the unit (m/s vs km/s)."""
+        rows = np.unique(np.linspace(0, len(self) - 1, min(len(self), maps)).astype(int))
+        return float(np.median(np.asarray(self.values[rows], dtype=np.float32)))  # (k, 70, 70) -> scalar
+
     def float32(self) -> np.ndarray:
         """The maps in memory as float32 (N, 70, 70)."""
         return np.asarray(self.values, dtype=np.float32)
@@ -145,10 +150,8 @@ def read_maps(path: Path, what: str) -> np.ndarray:
     non-numeric is one PredictionsError naming the file (the shape is the caller's check)."""
     if not path.is_file():
         raise PredictionsError(f"{path}: {what} not found")
-    with open(path, "rb") as f:
-        head = f.read(6)
-    if head != b"\x93NUMPY":  # numpy's own error would suggest loading a pickle unsafely
-        found = "an empty file" if not head else "a pickle" if head[:1] == b"\x80" else f"a file starting {head!r}"
+    found = not_npy(path)
+    if found:  # numpy's own error would suggest loading a pickle unsafely
         raise PredictionsError(f"{path}: expected a .npy array, found {found} (never unpickled)")
     try:
         values = np.load(path, mmap_mode="r", allow_pickle=False)

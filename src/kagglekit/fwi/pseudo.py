@@ -143,6 +143,24 @@ def _finetune(
     return fit(cfg, _fold_of(run_dir), resume=True, progress=progress)
 
 
+def _claim_round_folder(out: Path, run_dir: Path, test_dir: Path) -> None:
+    """OUT/round-source.json names the run and test folder a round folder belongs to; a rerun of
+    the same round continues, another run or test set is refused before anything is overwritten."""
+    source = {"run": str(run_dir.resolve()), "test_dir": str(test_dir.resolve())}
+    marker = out / "round-source.json"
+    if marker.is_file():
+        found = json.loads(marker.read_text())
+        if found != source:
+            raise UserError(
+                f"{out}: holds the round of {found.get('run')} on {found.get('test_dir')}, not of {source['run']} "
+                f"on {source['test_dir']}; choose another --out"
+            )
+        return
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"{out}: not empty and not a pseudo-label round folder; choose another --out")
+    atomic_write_text(marker, json.dumps(source, indent=1) + "\n")
+
+
 def pseudo_label_round(
     run_dir: str | Path,
     test_dir: str | Path,
@@ -169,6 +187,7 @@ def pseudo_label_round(
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     run_name = RunFolder(run_dir).config().name
     label_maps = _read_labels(labels, label_ids)  # a bad labels file fails before any work
+    _claim_round_folder(out, run_dir, test_dir)
 
     before = Predictions.read(predict_runs([run_dir], test_dir, out / "before", device=dev, progress=progress)[run_name])
     truth = _labels(label_maps, label_ids, before.ids)

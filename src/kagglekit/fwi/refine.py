@@ -3,7 +3,7 @@
 `refine_predictions(pred, test_dir, out_dir)` works on a `Predictions` in memory and returns the
 refined one; OUT_DIR holds its state, so a rerun with the same predictions continues:
 - `source.json`: the content hash of the start (values + ids) and the test folder; another start refuses;
-- `refined.npy` (float16, the ids' order; maps not refined are the start unchanged) + `ids.txt`;
+- `refined.npy` (float32, so whole-m/s values survive; the ids' order; maps not refined are the start unchanged) + `ids.txt`;
 - `start_misfit.csv`: the ranking (relative misfit of start maps), appended chunk by chunk;
 - `residuals.csv`: one row per refined sample (status "ok" or "failed", with the reason), appended
   batch by batch after the batch's rows are in refined.npy;
@@ -26,6 +26,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ from kagglekit.fwi.constants import VMAX, VMIN
 from kagglekit.fwi.data.readers import TestFolder
 from kagglekit.fwi.predictions import Predictions
 from kagglekit.io import atomic_path, atomic_write_text, read_ids, write_ids
+from kagglekit.parallel import remove_stale_temps
 from kagglekit.progress import progress_bar
 
 RESIDUAL_COLUMNS = [
@@ -176,24 +178,6 @@ def misfit_files(predictions: dict[str, Path], test_dir: str | Path, *, device: 
     return written
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_leftovers(out_dir: Path) -> None:
-    """Temporary files (`.NAME.tmp-<pid>`) that a killed run of this job left in OUT_DIR."""
-    for tmp in out_dir.glob(".*.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)) and tmp.is_file():
-            tmp.unlink()
-
-
 class _OutDir:
     """The files of OUT_DIR (see the module docstring)."""
 
@@ -207,7 +191,7 @@ class _OutDir:
     def prepare(self, pred: Predictions, folder: TestFolder) -> None:
         """Start the folder for `pred`, or check that it continues the refinement of the same content."""
         self.root.mkdir(parents=True, exist_ok=True)
-        _remove_leftovers(self.root)
+        remove_stale_temps(self.root)
         stamp = {
             "digest": prediction_digest(pred),
             "maps": len(pred),
@@ -238,7 +222,7 @@ class _OutDir:
         for leftover in (self.inflight, self.ranking.path, self.residuals.path):
             leftover.unlink(missing_ok=True)
         with atomic_path(self.refined) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(pred), 70, 70))
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(pred), 70, 70))
             for start in range(0, len(pred), _CHUNK):
                 out[start : start + _CHUNK] = pred.values[start : start + _CHUNK]
             out.flush()
@@ -263,8 +247,8 @@ class _OutDir:
 
 def _check_limits(samples: int | None, minutes: float | None, iters: int, batch_size: int, rank_share: float) -> None:
     for name, value in (("samples", samples), ("minutes", minutes)):
-        if value is not None and not value > 0:
-            raise UserError(f"refine: --{name} must be > 0, found {value} (leave it out for no limit)")
+        if value is not None and not 0 < value < math.inf:
+            raise UserError(f"refine: --{name} must be > 0 and finite, found {value} (leave it out for no limit)")
     if iters < 1 or batch_size < 1:
         raise UserError(f"refine: --iters and --batch-size must be >= 1, found {iters} and {batch_size}")
     if not 0 < rank_share <= 1:
@@ -330,6 +314,12 @@ def refine_predictions(
     t0 = time.monotonic()
     deadline = None if minutes is None else t0 + 60.0 * minutes
     _check_limits(samples, minutes, iters, batch_size, rank_share)
+    median = pred.median_velocity()
+    if not VMIN <= median <= VMAX:
+        raise UserError(
+            f"{pred.path or 'predictions'}: expected velocities in m/s ({VMIN:.0f}-{VMAX:.0f}), found a median of "
+            f"{median:.4g}{' (km/s?)' if median < 10 else ''}; refinement fits m/s maps"
+        )
     settings = replace(settings or RefineSettings(), iters=iters)
     out = _OutDir(Path(out_dir))
     folder = TestFolder(test_dir)
@@ -404,6 +394,7 @@ def refine_predictions(
                     for j, sample_id in enumerate(chunk)
                 ]
             )
+            out.inflight.unlink()  # the batch is in residuals.csv: nothing to restore
             done.update(chunk)
             n_refined += len(rows)
             gains += [
@@ -487,7 +478,7 @@ def merge_refined(pred: Predictions, shard_dirs: list[str | Path], out_dir: str 
     row_of = {k: i for i, k in enumerate(pred.ids)}
     residuals = []
     with atomic_path(out_dir / "refined.npy") as tmp:
-        merged = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(pred), 70, 70))
+        merged = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(pred), 70, 70))
         for start in range(0, len(pred), _CHUNK):
             merged[start : start + _CHUNK] = pred.values[start : start + _CHUNK]
         for shard in map(Path, shard_dirs):

@@ -220,7 +220,8 @@ def stage_weights(
     and a Kaggle Model instance folder."""
     from kagglekit.config import save_config
     from kagglekit.engine.checkpoint import load_checkpoint
-    from kagglekit.engine.runs import RunFolder, run_folders
+    from kagglekit.engine.runs import RunFolder, load_weights, run_folders, without_starting_weights
+    from kagglekit.engine.task import build_task
 
     folders = run_folders(runs)
     entries, tasks = [], set()
@@ -229,6 +230,8 @@ def stage_weights(
             folder = RunFolder(run)
             cfg = folder.config()
             best = load_checkpoint(folder.best, required=("model",))
+            # the pair the kernel will load: a config that cannot build, or weights that do not fit, fail here
+            load_weights(build_task(without_starting_weights(cfg)).build_model(), best["model"], folder.best, folder.config_path)
             stem = f"{cfg.name}__{run.name}"
             if (partial / f"{stem}.pt").exists():
                 raise KaggleError(

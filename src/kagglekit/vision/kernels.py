@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from kagglekit.arguments import positive_int
 from kagglekit.kaggle import KaggleError
 from kagglekit.kaggle.kind import KernelKind, KernelOption
 from kagglekit.kaggle.paths import find_input, find_weights, kaggle_root
@@ -120,7 +121,7 @@ SUBMISSION = KernelKind(
         "competition": KernelOption(
             "cassava-leaf-disease-classification", "an image-classification competition", source="competition"
         ),
-        "batch_size": KernelOption(128, "test images per forward pass", int),
+        "batch_size": KernelOption(128, "test images per forward pass", positive_int),
         "train_csv": KernelOption("train.csv", "the competition's id,label CSV of the training images"),
         "train_images": KernelOption("train_images", "the competition's folder of training images"),
         "test_images": KernelOption("test_images", "the competition's folder of test images"),

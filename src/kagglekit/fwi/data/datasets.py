@@ -35,6 +35,23 @@ class FamilyColumn:
         return self.index["family"].astype(str).map({f: k for k, f in enumerate(self.families)}).to_numpy(np.int64)
 
 
+INDEX_COLUMNS = ("sample_id", "family", "shard", "row", "fold")  # what every converted or generated index.csv holds
+
+
+def _read_index(path: Path) -> pd.DataFrame:
+    """index.csv of a converted folder, its columns checked (one DataError naming the file)."""
+    if not path.is_file():
+        raise DataError(f"{path}: not found; not a converted folder (run `kagglekit fwi convert`)")
+    try:
+        index = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as err:  # pandas' parser errors are ValueErrors
+        raise DataError(f"{path}: not a readable CSV ({type(err).__name__}: {err})") from None
+    missing = [c for c in INDEX_COLUMNS if c not in index]
+    if missing:
+        raise DataError(f"{path}: expected the columns {list(INDEX_COLUMNS)}, found {list(index.columns)} (missing {missing})")
+    return index
+
+
 class ConvertedFolder(FamilyColumn):
     """Read-only view of a `kagglekit fwi convert` output; files open lazily (worker-safe)."""
 
@@ -43,8 +60,11 @@ class ConvertedFolder(FamilyColumn):
         manifest_path = self.root / "manifest.json"
         if not manifest_path.is_file():
             raise DataError(f"{self.root}: no manifest.json; not a converted folder (run `kagglekit fwi convert`)")
-        self.manifest = json.loads(manifest_path.read_text())
-        self.index = pd.read_csv(self.root / "index.csv")
+        try:
+            self.manifest = json.loads(manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DataError(f"{manifest_path}: not valid JSON ({err}); convert the folder again") from None
+        self.index = _read_index(self.root / "index.csv")
         self._sharded = self.manifest.get("shard_size") is not None
         self._shard_of = self.index["shard"].to_numpy()  # per sample_id, for the hot path
         self._row_of = self.index["row"].to_numpy()

@@ -20,6 +20,7 @@ import numpy as np
 
 from kagglekit.errors import UserError
 from kagglekit.fwi.constants import FAMILIES, SEISMIC_SHAPE, VELOCITY_SHAPE
+from kagglekit.io import not_npy
 
 ALLOWED_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 TEST_ID = re.compile(r"^[0-9a-f]{10}$")
@@ -45,6 +46,9 @@ def open_array(path: Path) -> np.ndarray:
     """Memory-map a .npy file, or raise DataError naming it."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    found = not_npy(path)
+    if found:  # numpy's own error would suggest loading a pickle unsafely
+        raise DataError(f"{path}: expected a .npy array, found {found} (never unpickled)")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # numpy raises several types for damaged headers

@@ -1,7 +1,7 @@
 """The data term of refinement under one of three operators, per map (B,):
 - "deepwave": deepwave alone (fast; ~1e-3 relative L2 from the OpenFWI scheme, a misfit floor ~1e-6);
 - "corrected": deepwave plus the fixed defect `exact(v_k) - deepwave(v_k)` at a map v_k that
-  `refresh` moves to the current one (PHYSICS.md section 7): every gradient is deepwave's, and at
+  `refresh` moves to the current one (docs/reference/physics-facts.md section 7): every gradient is deepwave's, and at
   a fixed point v = v_k the exact scheme fits the data;
 - "openfwi": the exact scheme with its adjoint (physics/exact.py), ~15x deepwave's cost.
 The misfit is relative: mean squared residual over the first `n_time` samples / mean observed power.

@@ -1,5 +1,10 @@
 """Test-time refinement: fit each predicted velocity map to its own seismic.
 
+Two methods. "staged" (the default, `physics/stages.py`): stages per kind of map (flat layers from
+mirror-symmetric shots: rows, rounding, layers; others: cosine modes, pixels, merged regions,
+rounding), every map its own L-BFGS, under the operator `operator` (`physics/datafit.py`:
+deepwave, deepwave + the exact scheme's refreshed defect, or the exact scheme). "basis" (below):
+
 Velocities stay in 1500-4500 m/s through v = 1500 + 3000 sigmoid(theta). The basis decides what
 can change, and so how far a fit can wander from a good start (docs/reference/physics-facts.md section 1):
 - "rows": 70 row values, for maps detected as flat-layered (mirror-symmetric shots, or a flat
@@ -52,9 +57,11 @@ class RefineSettings:
     history_size: int = 20  # L-BFGS memory
     symmetry_tol: float = 1e-3  # relative difference of mirrored shots below which a map is flat-layered
     flat_tol: float = 5.0  # m/s: mean across-row spread below which a start is flat
-    # method "staged" (the default): physics/stages.py, the stages per kind of map; "basis": the rows /
-    # smooth+pixels plans above. The fields below are the staged method's.
-    method: Literal["staged", "basis"] = "staged"
+    # method "basis" (the default, the measured recipe): the rows / smooth+pixels plans above, one
+    # L-BFGS per map; "staged": physics/stages.py, the stages per kind of map (not yet shown better in
+    # a same-run comparison: docs/results/2026-11-27-refine-realistic-starts.md). The fields below are
+    # the staged method's.
+    method: Literal["staged", "basis"] = "basis"
     operator: Literal["deepwave", "corrected", "openfwi"] = "corrected"  # physics/datafit.py
     n_time: int = MISFIT_TIME  # time samples fitted
     late_weight: float = 0.0  # residual weight rises linearly to 1 + late_weight at the last sample
@@ -67,7 +74,7 @@ class RefineSettings:
         """The staged method's settings, iterations split from `iters` unless `stage_iters` names them."""
         from kagglekit.fwi.physics.stages import STAGE_SHARES, StageSettings
 
-        counts = {name: max(1, round(share * self.iters)) for name, share in STAGE_SHARES.items()}
+        counts = stage_split(self.iters, STAGE_SHARES)
         counts.update(dict(self.stage_iters))
         return StageSettings(
             operator=self.operator,
@@ -79,6 +86,15 @@ class RefineSettings:
             history=self.history_size,
             **{f"{name}_iters": n for name, n in counts.items()},
         )
+
+
+def stage_split(iters: int, shares: dict[str, float]) -> dict[str, int]:
+    """Iterations per stage summing to `iters` per kind of map: the first stage of a kind (row, pixel)
+    takes what rounding leaves of the others (flat: row + layer; 2d: dct + pixel + merge)."""
+    counts = {name: round(share * iters) for name, share in shares.items()}
+    counts["row"] = iters - counts["layer"]
+    counts["pixel"] = iters - counts["dct"] - counts["merge"]
+    return counts
 
 
 def mirror_symmetric(observed: torch.Tensor, tol: float = 1e-3) -> torch.Tensor:
@@ -372,17 +388,26 @@ def _failure_reason(power: float, stage: str, iterations: int) -> str:
     return f"objective or gradient not finite in stage {stage} after {iterations} iterations"
 
 
-def _refine_staged(start: torch.Tensor, observed: torch.Tensor, s: RefineSettings, deadline: float | None) -> RefineResult:
+def _refine_staged(
+    start: torch.Tensor, observed: torch.Tensor, s: RefineSettings, deadline: float | None, eval_seconds: float | None
+) -> RefineResult:
     """refine_batch by physics/stages.py: every map its own L-BFGS, stages per kind of map."""
     from kagglekit.fwi.physics.stages import refine_staged
 
+    if deadline is not None and eval_seconds and time.monotonic() + eval_seconds > deadline:
+        deadline = time.monotonic()  # not even one evaluation fits: every map keeps its start
     staged = refine_staged(start, observed, s.stages(), deadline=deadline)
     power = observed[:, :, : s.n_time].double().square().mean(dim=(1, 2, 3))
     n = len(start)
     status = [FAILED if f else OK for f in staged.failed.tolist()]
-    reasons = [_failure_reason(float(power[i]), staged.stages[i] or "start", int(staged.iterations[i])) if status[i] == FAILED else "" for i in range(n)]
+    reasons = [
+        _failure_reason(float(power[i]), staged.stages[i] or "start", int(staged.iterations[i])) if status[i] == FAILED else ""
+        for i in range(n)
+    ]
     if staged.out_of_time:
-        reasons = [r or f"stopped by the time budget after {int(k)} iterations" for r, k in zip(reasons, staged.iterations, strict=True)]
+        reasons = [
+            r or f"stopped by the time budget after {int(k)} iterations" for r, k in zip(reasons, staged.iterations, strict=True)
+        ]
     evaluations = max(1, int(staged.iterations.max()) if n else 1)
     return RefineResult(
         staged.velocity.to(start.device),
@@ -415,7 +440,7 @@ def refine_batch(
     measured cost of the last one (`eval_seconds` or GRADIENT_COST forwards before the first)."""
     s = settings or RefineSettings()
     if s.method == "staged":
-        return _refine_staged(start, observed, s, deadline)
+        return _refine_staged(start, observed, s, deadline, eval_seconds)
     t0 = time.perf_counter()
     device = start.device
     start = start.float().clamp(VMIN, VMAX)

@@ -17,6 +17,7 @@ from kagglekit.fwi.submission.scale import MAX_CLIPPED_SHARE, check_range
 from kagglekit.fwi.submission.validate import validate_submission
 from kagglekit.fwi.submission.write import write_csv
 from kagglekit.io import atomic_write_text
+from kagglekit.parallel import remove_stale_temps
 
 
 def sources_path(csv: str | Path) -> Path:
@@ -40,6 +41,7 @@ def write_and_validate(
     t0 = time.perf_counter()
     sample = read_sample_submission(sample_submission)
     checked = check_range(pred, max_clipped_share)
+    remove_stale_temps(Path(out_path).parent)  # the .NAME.tmp-<pid> files of a killed earlier run
     t1 = time.perf_counter()
     path = write_csv(pred, sample, out_path, checked=checked)
     t2 = time.perf_counter()

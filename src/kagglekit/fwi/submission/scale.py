@@ -81,8 +81,8 @@ def check_range(pred: Predictions, max_share: float = MAX_CLIPPED_SHARE) -> Rang
 
 
 def _unit_hint(median: float) -> str:
-    if median < 100:
+    if median < 10:
         return ": km/s? the CSV takes m/s"
-    if median > 100 * VMAX:
-        return ": not m/s?"
+    if median < VMIN / 2 or median > 2 * VMAX:
+        return ": not m/s? the CSV takes m/s"
     return ""
