@@ -11,26 +11,24 @@ import math
 from kagglekit.device import DEVICES
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (0 or less is an argument error, never "all")."""
+def _int_at_least(text: str, minimum: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (0 or less is an argument error, never "all")."""
+    return _int_at_least(text, 1, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0 (e.g. DataLoader workers, where 0 reads in the main process)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+    return _int_at_least(text, 0, "an integer >= 0")
 
 
 def _finite(text: str, expected: str) -> float:
@@ -61,13 +59,7 @@ def non_negative_float(text: str) -> float:
 
 def fold_count(text: str) -> int:
     """argparse type: a number of cross-validation folds (>= 2), checked before any work."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {value}")
-    return value
+    return _int_at_least(text, 2, "an integer >= 2")
 
 
 def fraction(text: str) -> float:
